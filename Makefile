@@ -1,0 +1,73 @@
+# The two commands of the README: `make run` and `make test`. Each sets up everything it needs.
+PYTHON_SYS ?= python3
+VENV       := .venv
+PY         := $(VENV)/bin/python
+CORE_SRC   := src/fastgw/_core.pyx src/fastgw/_core.pxd $(wildcard src/fastgw/_core_src/*)
+CORE_SO    := src/fastgw/.core-built
+APT_STAMP  := $(VENV)/.apt-updated
+
+.PHONY: all venv compile debug run test test-unit test-e2e bench bench-micro locust clean distclean sysdeps-test sysdeps-bench
+
+all: compile
+
+$(VENV)/.deps: pyproject.toml
+	$(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "Cython>=3.1,<4" "setuptools>=68" wheel
+	$(PY) -m pip install -q -e '.[test,bench]' --no-build-isolation
+	touch $@
+
+venv: $(VENV)/.deps
+
+$(CORE_SO): $(VENV)/.deps $(CORE_SRC) setup.py
+	$(PY) setup.py -q build_ext --inplace
+	touch $@
+
+compile: $(CORE_SO)
+
+debug: $(VENV)/.deps
+	FASTGW_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
+	rm -f $(CORE_SO)
+
+# System packages come from Debian, installed here so that a fresh machine needs nothing else.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
+sysdeps-test:
+	$(call apt_install,redis-server curl)
+
+sysdeps-bench:
+	$(call apt_install,nginx-light wrk util-linux procps)
+
+run: compile
+	$(PY) -m fastgw demo
+
+test: compile sysdeps-test
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-unit: compile
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+test-e2e: compile sysdeps-test
+	$(PY) -m pytest -q -p no:cacheprovider tests/e2e
+
+bench: compile sysdeps-bench
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-micro: compile
+	$(PY) -m bench.micro
+
+locust: compile
+	$(PY) -m bench.locust_run $(LOCUST_ARGS)
+
+clean:
+	rm -rf build src/fastgw/*.so src/fastgw/_core.c src/fastgw/_core.html $(CORE_SO)
+
+distclean: clean
+	rm -rf $(VENV) src/*.egg-info

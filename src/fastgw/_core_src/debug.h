@@ -1,0 +1,3 @@
+#ifndef FASTGW_DEBUG
+#define FASTGW_DEBUG 0
+#endif

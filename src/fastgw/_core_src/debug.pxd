@@ -1,0 +1,2 @@
+cdef extern from "debug.h":
+    cdef int FASTGW_DEBUG

@@ -1,0 +1,135 @@
+"""The validated, frozen configuration the runtime is built from.
+
+Everything here is produced by `fastgw.config.load` and never mutated afterwards; request-time code
+reads only the compiled plans derived from it (see `fastgw.routing`), never these objects directly.
+Durations are float seconds, sizes are int bytes.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, Mapping
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A TCP address; `host` is an IP literal or name exactly as written (IPv6 without brackets)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    address: Address
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_head: int = 32 * 1024
+    max_headers: int = 100
+    max_url: int = 8 * 1024
+    max_body: int = 10 * 1024 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    idle_timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    address: Address
+    weight: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 5.0
+    read: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    name: str
+    targets: tuple[Target, ...]
+    keepalive: int = 32
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    host_header: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderOps:
+    """Header edits in one direction. Names are stored lower-case; `set` replaces every existing
+    header of that name."""
+
+    set: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteHeaders:
+    request: HeaderOps = field(default_factory=HeaderOps)
+    response: HeaderOps = field(default_factory=HeaderOps)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Exactly one of `path` (exact or with `{param}` / trailing `{name*}` segments) and `prefix`
+    is set. `methods` is None for any method; `host` is lower-case without port, may start with
+    `*.` for a suffix wildcard."""
+
+    path: str | None = None
+    prefix: str | None = None
+    methods: tuple[str, ...] | None = None
+    host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    index: int
+    match: Match
+    upstream: str
+    strip_prefix: bool = False
+    headers: RouteHeaders = field(default_factory=RouteHeaders)
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorBody:
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Errors:
+    format: Literal["json", "text"] = "json"
+    bodies: Mapping[int, ErrorBody] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLog:
+    """`path` is "stdout", "stderr", a file path, or None when access logging is off."""
+
+    path: str | None = "stdout"
+    format: Literal["json", "combined"] = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str
+    workers: int
+    grace_period: float = 30.0
+    listen: tuple[Listener, ...] = ()
+    admin: Address | None = None
+    limits: Limits = field(default_factory=Limits)
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    upstreams: Mapping[str, Upstream] = field(default_factory=lambda: MappingProxyType({}))
+    routes: tuple[Route, ...] = ()
+    errors: Errors = field(default_factory=Errors)
+    access_log: AccessLog = field(default_factory=AccessLog)
+    pidfile: str | None = None
