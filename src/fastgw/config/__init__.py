@@ -1,0 +1,42 @@
+"""Configuration: `load(path)` turns a YAML/JSON file into the frozen model the runtime is built
+from, or raises ConfigError listing every problem as `FILE:LINE: key.path: message`."""
+from __future__ import annotations
+
+from .load import ConfigError, load
+from .model import (
+    AccessLog,
+    Address,
+    Config,
+    ErrorBody,
+    Errors,
+    HeaderOps,
+    IPNetwork,
+    Limits,
+    Listener,
+    Match,
+    Route,
+    RouteHeaders,
+    Target,
+    Timeouts,
+    Upstream,
+)
+
+__all__ = [
+    "AccessLog",
+    "Address",
+    "Config",
+    "ConfigError",
+    "ErrorBody",
+    "Errors",
+    "HeaderOps",
+    "IPNetwork",
+    "Limits",
+    "Listener",
+    "Match",
+    "Route",
+    "RouteHeaders",
+    "Target",
+    "Timeouts",
+    "Upstream",
+    "load",
+]

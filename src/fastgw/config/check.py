@@ -1,0 +1,58 @@
+"""`fastgw check`: validate a config and show how requests will be routed, without starting
+anything, so a config can be vetted (in CI, before a reload) exactly as `run` would load it."""
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from .load import ConfigError, load
+from .model import Config, Route
+
+__all__ = ["check_main", "route_table"]
+
+_HEADER = ("#", "METHODS", "HOST", "MATCH", "UPSTREAM", "TARGETS")
+
+
+def check_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Exit status 0 with the route table and `config ok` on `out`, or 2 with one problem line
+    per problem on `err`."""
+    try:
+        config = load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=err)
+        return 2
+    for line in route_table(config):
+        print(line, file=out)
+    print("config ok", file=out)
+    return 0
+
+
+def route_table(config: Config) -> list[str]:
+    """The routes in match-table form, one line each, columns aligned."""
+    rows = [_HEADER, *(_row(config, route) for route in config.routes)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(_HEADER) - 1)]
+    lines = ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]).rstrip() for row in rows]
+    if not config.routes:
+        lines.append("(no routes: every request is answered 404)")
+    return lines
+
+
+def _row(config: Config, route: Route) -> tuple[str, str, str, str, str, str]:
+    match = route.match
+    if match.path is not None:
+        pattern = f"path {match.path}"
+    else:
+        pattern = f"prefix {match.prefix}" + (" (strip)" if route.strip_prefix else "")
+    upstream = config.upstreams[route.upstream]
+    targets = ", ".join(
+        f"{target.address}" + (f" (w={target.weight})" if target.weight != 1 else "") for target in upstream.targets
+    )
+    return (
+        str(route.index),
+        ",".join(match.methods) if match.methods else "*",
+        match.host or "*",
+        pattern,
+        route.upstream,
+        targets,
+    )

@@ -1,0 +1,1010 @@
+"""Validation of a config file into the frozen model (`fastgw.config.model`).
+
+Every problem is collected in one pass, so a user fixes a config in one round instead of one error
+per run. Leaf `validate_*` functions are pure: they take a plain value and return the model value
+or raise ValueError with a message. Section `validate_*` functions compose them over a mapping and
+record problems in a `Report` (which knows the source lines), substituting the model default for a
+bad value so that validation can go on.
+"""
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import orjson
+
+from .model import (
+    AccessLog,
+    Address,
+    Config,
+    ErrorBody,
+    Errors,
+    HeaderOps,
+    IPNetwork,
+    Limits,
+    Listener,
+    Match,
+    Route,
+    RouteHeaders,
+    Target,
+    Timeouts,
+    Upstream,
+)
+from .units import parse_duration, parse_size
+from .yamlsrc import Document, Path, YamlSyntaxError, format_path, kind_of, parse
+
+__all__ = ["ConfigError", "load", "load_text"]
+
+T = TypeVar("T")
+
+MAX_WORKERS = 1024
+MAX_ERROR_BODY = 64 * 1024
+MAX_WEIGHT = 1000
+NOT_SUPPORTED = "is not supported yet by this version"
+
+# Headers the gateway itself manages on every hop; a route may neither set nor remove them.
+_OWNED_HEADERS: dict[str, str] = {
+    "host": "the client's Host is forwarded as is; set the upstream's host_header to change it",
+    "content-length": "it frames the message, and the gateway manages framing itself",
+    "transfer-encoding": "it frames the message, and the gateway manages framing itself",
+    "trailer": "it frames the message, and the gateway manages framing itself",
+    "connection": "it is hop-by-hop: the gateway manages each connection's own",
+    "keep-alive": "it is hop-by-hop: the gateway manages each connection's own",
+    "te": "it is hop-by-hop: the gateway manages each connection's own",
+    "upgrade": "it is hop-by-hop: the gateway manages each connection's own",
+    "proxy-connection": "it is hop-by-hop: the gateway manages each connection's own",
+}
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_UPSTREAM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
+_PORT = re.compile(r"[0-9]{1,5}")
+_HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
+# RFC 3986 pchar without '%', which is checked separately.
+_PCHAR = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@")
+_UNRESERVED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+
+
+class ConfigError(Exception):
+    """A config that must not be used. `problems` holds one `FILE:LINE: key.path: message` line
+    per problem, in file order."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+class Report:
+    """Collects problems with their source lines while validation goes on."""
+
+    def __init__(self, filename: str, document: Document) -> None:
+        self.filename = filename
+        self._document = document
+        self._problems: list[tuple[int, str]] = []
+
+    def error(self, path: Path, message: str, *, at_key: bool = False, line: int | None = None) -> None:
+        """Record a problem at `line`, by default the line of the value at `path` (of its key when
+        `at_key`, of the nearest parent when `path` is missing)."""
+        if line is None:
+            line = self._document.line(path, at_key=at_key)
+        self._problems.append((line, f"{self.filename}:{line}: {format_path(path)}: {message}"))
+
+    def check(self, path: Path, value: Any, validate: Callable[[Any], T], default: T) -> T:
+        """`validate(value)`, or `default` after recording the problem it raised."""
+        try:
+            return validate(value)
+        except ValueError as exc:
+            self.error(path, str(exc))
+            return default
+
+    def line(self, path: Path) -> int:
+        return self._document.line(path)
+
+    def raise_if_any(self) -> None:
+        if self._problems:
+            ordered = sorted(self._problems, key=lambda item: item[0])
+            raise ConfigError([text for _, text in ordered])
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load(path: str) -> Config:
+    """The validated config in the YAML (or JSON) file at `path`; raises ConfigError listing every
+    problem found."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read()
+    except OSError as exc:
+        raise ConfigError([f"{path}:1: (root): cannot read the config file: {exc.strerror or exc}"]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}:{line}: (root): the config file is not UTF-8 text"]) from None
+    if path.endswith(".json"):
+        # YAML forbids tabs as indentation, JSON allows them anywhere between tokens; JSON strings
+        # cannot hold a raw tab, so replacing every tab keeps the content and the line numbers.
+        text = text.replace("\t", " ")
+    return load_text(text, path, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def load_text(text: str, filename: str, base_dir: str) -> Config:
+    """`load` for text already read; relative paths in it resolve against `base_dir`."""
+    try:
+        document = parse(text)
+    except YamlSyntaxError as exc:
+        raise ConfigError([f"{filename}:{exc.line}: (root): {exc.message}"]) from None
+    if document is None:
+        raise ConfigError([f"{filename}:1: (root): the config file is empty (at least 'listen' is required)"])
+    report = Report(filename, document)
+    for problem in document.problems:
+        report.error(problem.path, problem.message, line=problem.line)
+    config = validate_config(report, document.data, source=os.path.join(base_dir, os.path.basename(filename)))
+    report.raise_if_any()
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared section helpers
+
+
+def _suggest(key: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(candidates), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _section(
+    report: Report,
+    path: Path,
+    value: Any,
+    known: Collection[str],
+    *,
+    required: Collection[str] = (),
+    unsupported: Collection[str] = (),
+) -> dict[str, Any] | None:
+    """The known keys of a mapping, after reporting unknown, not-yet-supported and missing ones;
+    None (reported) when `value` is not a mapping at all."""
+    if not isinstance(value, dict):
+        report.error(path, f"expected a mapping, got {kind_of(value)}")
+        return None
+    present: dict[str, Any] = {}
+    for key, item in value.items():
+        key_path = (*path, str(key))
+        if key in unsupported:
+            report.error(key_path, f"{key!r} {NOT_SUPPORTED}", at_key=True)
+        elif key in known:
+            present[key] = item
+        else:
+            suggestion = _suggest(str(key), [*known, *unsupported])
+            report.error(key_path, f"unknown key {key!r}{suggestion}", at_key=True)
+    for key in required:
+        if key not in value:
+            report.error((*path, key), "required key is missing")
+    return present
+
+
+def _list(report: Report, path: Path, value: Any, *, non_empty: bool = False) -> list[Any]:
+    if not isinstance(value, list):
+        report.error(path, f"expected a list, got {kind_of(value)}")
+        return []
+    if non_empty and not value:
+        report.error(path, "must not be empty")
+    return value
+
+
+def _fields(
+    report: Report, path: Path, present: Mapping[str, Any], validators: Mapping[str, Callable[[Any], Any]]
+) -> dict[str, Any]:
+    """Model keyword arguments for the valid `present` keys that have a leaf validator."""
+    kwargs: dict[str, Any] = {}
+    for key, validate in validators.items():
+        if key in present:
+            try:
+                kwargs[key] = validate(present[key])
+            except ValueError as exc:
+                report.error((*path, key), str(exc))
+    return kwargs
+
+
+# ---------------------------------------------------------------------------------------------
+# Leaf validators: value → model value, or ValueError
+
+
+def validate_workers(value: Any) -> int:
+    if value == "auto":
+        return os.cpu_count() or 1
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"must be from 1 to {MAX_WORKERS}, got {value}")
+    raise ValueError(f"expected 'auto' or an integer from 1 to {MAX_WORKERS}, got {_shown(value)}")
+
+
+def validate_duration(value: Any) -> float:
+    return parse_duration(value)
+
+
+def validate_positive_duration(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be longer than 0, got {value!r}")
+    return seconds
+
+
+def validate_size(value: Any) -> int:
+    return parse_size(value)
+
+
+def int_between(low: int, high: int | None = None) -> Callable[[Any], int]:
+    """A validator for an integer in [low, high] (no upper bound when high is None)."""
+
+    def validate_int(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {_shown(value)}")
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"must be {bound}, got {value}")
+        return value
+
+    return validate_int
+
+
+def size_at_least(low: int, low_text: str) -> Callable[[Any], int]:
+    def validate_min_size(value: Any) -> int:
+        size = parse_size(value)
+        if size < low:
+            raise ValueError(f"must be at least {low_text}, got {value!r}")
+        return size
+
+    return validate_min_size
+
+
+def validate_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_shown(value)}")
+    return value
+
+
+def validate_string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_shown(value)}")
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    def validate_choice(value: Any) -> str:
+        if value not in choices:
+            options = ", ".join(choices)
+            raise ValueError(f"expected one of {options}, got {_shown(value)}")
+        return str(value)
+
+    return validate_choice
+
+
+def file_path(base_dir: str) -> Callable[[Any], str]:
+    """A validator for a file path; relative paths are taken from the config file's directory."""
+
+    def validate_file_path(value: Any) -> str:
+        text = validate_string(value)
+        if "\0" in text:
+            raise ValueError("a file path must not contain NUL")
+        return os.path.normpath(os.path.join(base_dir, text))
+
+    return validate_file_path
+
+
+def validate_host(value: str) -> str:
+    """A host as written in an address: an IP literal (IPv6 without brackets) or a DNS name."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if ":" in value or not _is_dns_name(value.lower()):
+        raise ValueError(f"{value!r} is not an IP address or host name")
+    return value
+
+
+def _is_dns_name(name: str) -> bool:
+    """Lower-case DNS name syntax; an all-digit last label is refused so that a mistyped IPv4
+    address such as 10.0.0.256 is not taken for a name."""
+    labels = name.split(".")
+    return (
+        len(name) <= 253
+        and all(_HOST_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
+
+
+def validate_address(value: Any) -> Address:
+    """`HOST:PORT`, with IPv6 hosts in brackets (`[::1]:8080`)."""
+    if not isinstance(value, str):
+        raise ValueError(f'expected an address "HOST:PORT", got {_shown(value)}')
+    if value.startswith("["):
+        host, sep, port = value[1:].partition("]:")
+        if not sep or ":" not in host:
+            raise ValueError(f'expected "[IPv6]:PORT", got {value!r}')
+    else:
+        host, sep, port = value.rpartition(":")
+        if not sep:
+            raise ValueError(f'expected "HOST:PORT", got {value!r} (no port)')
+        if ":" in host:
+            raise ValueError(f"write IPv6 addresses in brackets, as [{host}]:{port}")
+    if not host:
+        raise ValueError(f"missing host in {value!r} (use 0.0.0.0 or [::] for all interfaces)")
+    if not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port must be from 1 to 65535, got {port!r}")
+    return Address(validate_host(host), int(port))
+
+
+def validate_network(value: Any) -> IPNetwork:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an IP address or CIDR string, got {_shown(value)}")
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or CIDR network (e.g. 10.0.0.0/8)") from None
+
+
+def validate_upstream_name(name: str) -> str:
+    if not _UPSTREAM_NAME.fullmatch(name):
+        raise ValueError(f"upstream name {name!r} may only contain letters, digits, '_', '.' and '-'")
+    return name
+
+
+def validate_host_header(value: Any) -> str:
+    """A Host header value to send upstream: `name`, `name:port` or `[IPv6]:port`."""
+    text = validate_string(value)
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        validate_host(host)
+        port = rest[1:] if rest.startswith(":") else None
+        if rest and port is None:
+            raise ValueError(f"{text!r} is not a valid Host header")
+    else:
+        host, sep, port_text = text.partition(":")
+        validate_host(host)
+        port = port_text if sep else None
+    if port is not None and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
+        raise ValueError(f"{text!r} has an invalid port")
+    return text
+
+
+def validate_route_path(value: Any) -> str:
+    """An exact path, possibly with `{name}` segments and a last `{name*}` catch-all segment."""
+    text = _route_string(value, "path")
+    segments = text[1:].split("/")
+    names: set[str] = set()
+    for position, segment in enumerate(segments):
+        if "{" not in segment and "}" not in segment:
+            _check_literal_segment(segment, position == len(segments) - 1)
+            continue
+        param = _PARAM.fullmatch(segment)
+        if param is None:
+            raise ValueError(
+                f"segment {segment!r} must be literal text or one whole parameter such as {{id}}"
+                " (parameter names are letters, digits and '_', not starting with a digit)"
+            )
+        name, catch_all = param.groups()
+        if catch_all and position != len(segments) - 1:
+            raise ValueError(f"catch-all {segment!r} must be the last segment")
+        if name in names:
+            raise ValueError(f"parameter name {name!r} is used twice")
+        names.add(name)
+    return text
+
+
+def validate_prefix(value: Any) -> str:
+    """A literal path prefix; a trailing slash is dropped, since a prefix matches whole segments
+    either way (`/api` and `/api/` both match `/api`, `/api/` and `/api/x`)."""
+    text = _route_string(value, "prefix")
+    if "{" in text or "}" in text:
+        raise ValueError("a prefix is literal; use 'path' for {parameters}")
+    segments = text[1:].split("/")
+    for position, segment in enumerate(segments):
+        _check_literal_segment(segment, position == len(segments) - 1)
+    return text.rstrip("/") or "/"
+
+
+def _route_string(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a {what} string starting with '/', got {_shown(value)}")
+    if not value.startswith("/"):
+        raise ValueError(f"must start with '/', got {value!r}")
+    if "?" in value or "#" in value:
+        raise ValueError("routes match the path only; remove the query ('?') or fragment ('#')")
+    return value
+
+
+def _check_literal_segment(segment: str, last: bool) -> None:
+    """Refuse what request path normalization makes impossible to match, so a route that could
+    never match fails at load time instead of silently answering 404."""
+    if segment == "":
+        if not last:
+            raise ValueError("empty segment ('//'): repeated slashes are merged before routing")
+        return
+    if segment in (".", ".."):
+        raise ValueError(f"dot segment {segment!r}: dot segments are resolved before routing")
+    position = 0
+    while position < len(segment):
+        char = segment[position]
+        if char == "%":
+            escape = segment[position + 1 : position + 3]
+            if len(escape) != 2 or not all(c in "0123456789abcdefABCDEF" for c in escape):
+                raise ValueError(f"invalid percent-escape in segment {segment!r}")
+            decoded = chr(int(escape, 16))
+            if decoded in _UNRESERVED:
+                raise ValueError(f"write {decoded!r} instead of '%{escape}': it is decoded before routing")
+            if decoded in "/\\\0":
+                raise ValueError(f"'%{escape}' can never match: requests containing it are refused")
+            position += 3
+            continue
+        if char not in _PCHAR:
+            raise ValueError(f"character {char!r} is not allowed in a path (percent-encode it)")
+        position += 1
+
+
+def validate_methods(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of methods such as [GET, POST], got {_shown(value)}")
+    if not value:
+        raise ValueError("must list at least one method (omit 'methods' to match any method)")
+    methods: list[str] = []
+    for method in value:
+        if not isinstance(method, str) or not _TOKEN.fullmatch(method):
+            raise ValueError(f"{method!r} is not a method name")
+        if method == "*":
+            raise ValueError("omit 'methods' to match any method")
+        if method != method.upper():
+            raise ValueError(f"methods are case-sensitive: write {method.upper()!r}, not {method!r}")
+        if method in methods:
+            raise ValueError(f"method {method!r} is listed twice")
+        methods.append(method)
+    return tuple(methods)
+
+
+def validate_host_pattern(value: Any) -> str:
+    """A route's host: a name or IP without port, optionally `*.suffix`; stored lower-case because
+    host names are case-insensitive."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a host name string, got {_shown(value)}")
+    host = value.lower()
+    if host in ("", "*"):
+        raise ValueError("omit 'host' to match any host")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return f"[{ipaddress.IPv6Address(host[1:-1])}]"
+        except ValueError:
+            raise ValueError(f"{value!r} is not a valid IPv6 literal") from None
+    if ":" in host:
+        raise ValueError(f"{value!r}: routes match the Host without its port; remove ':{host.rpartition(':')[2]}'")
+    name = host[2:] if host.startswith("*.") else host
+    if "*" in name:
+        raise ValueError("only a leading '*.' wildcard is supported (e.g. '*.example.com')")
+    if not _is_dns_name(name):
+        raise ValueError(f"{value!r} is not a valid host name")
+    return host
+
+
+def validate_header_name(value: Any) -> str:
+    """A header name an edit may touch, lower-cased (HTTP header names are case-insensitive)."""
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise ValueError(f"{_shown(value)} is not a valid header name")
+    name = value.lower()
+    reason = _OWNED_HEADERS.get(name)
+    if reason is not None:
+        raise ValueError(f"{value!r} cannot be set or removed: {reason}")
+    return name
+
+
+def validate_header_value(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"header values must be strings (quote it), got {_shown(value)}")
+    for char in value:
+        if char in "\r\n\0":
+            raise ValueError("header values must not contain CR, LF or NUL")
+        if (ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F:
+            raise ValueError(f"header values must not contain control character {char!r}")
+        if not char.isascii():
+            raise ValueError(f"header values must be ASCII, found {char!r}")
+    return value
+
+
+def validate_status(key: Any) -> int:
+    status = int(key) if isinstance(key, str) and key.isdigit() else key
+    if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+        raise ValueError(f"expected an error status from 400 to 599, got {key!r}")
+    return status
+
+
+def validate_content_type(value: Any) -> str:
+    return validate_header_value(validate_string(value))
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: short scalars as written, containers by their kind."""
+    if isinstance(value, (dict, list)) or value is None:
+        return kind_of(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = repr(value)
+    return f"{kind_of(value)} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Section validators
+
+
+TOP_LEVEL = (
+    "workers",
+    "grace_period",
+    "pidfile",
+    "listen",
+    "admin",
+    "limits",
+    "trusted_proxies",
+    "upstreams",
+    "routes",
+    "errors",
+    "access_log",
+)
+TOP_LEVEL_UNSUPPORTED = ("auth", "rate_limits", "cache_size")
+UPSTREAM_UNSUPPORTED = ("balance", "hash_key", "health", "outlier", "retries")
+ROUTE_UNSUPPORTED = ("auth", "rate_limit", "cache", "aggregate", "websocket")
+LISTEN_UNSUPPORTED = ("tls",)
+
+
+def validate_config(report: Report, data: Any, source: str) -> Config:
+    base_dir = os.path.dirname(source)
+    present = _section(report, (), data, TOP_LEVEL, required=("listen",), unsupported=TOP_LEVEL_UNSUPPORTED)
+    if present is None:
+        return Config(source=source, workers=1)
+    scalars = _fields(
+        report,
+        (),
+        present,
+        {"grace_period": validate_duration, "pidfile": file_path(base_dir)},
+    )
+    workers = report.check(("workers",), present.get("workers", "auto"), validate_workers, 1)
+    listen = validate_listen(report, ("listen",), present["listen"]) if "listen" in present else ()
+    admin = validate_admin(report, ("admin",), present["admin"], listen) if "admin" in present else None
+    upstreams = validate_upstreams(report, ("upstreams",), present.get("upstreams", {}))
+    upstream_names = _names(present.get("upstreams"))
+    sections: dict[str, Any] = {}
+    if "limits" in present:
+        sections["limits"] = validate_limits(report, ("limits",), present["limits"])
+    if "trusted_proxies" in present:
+        sections["trusted_proxies"] = validate_trusted_proxies(report, ("trusted_proxies",), present["trusted_proxies"])
+    if "routes" in present:
+        sections["routes"] = validate_routes(report, ("routes",), present["routes"], upstream_names)
+    if "errors" in present:
+        sections["errors"] = validate_errors(report, ("errors",), present["errors"], base_dir)
+    if "access_log" in present:
+        sections["access_log"] = validate_access_log(report, ("access_log",), present["access_log"], base_dir)
+    return Config(
+        source=source,
+        workers=workers,
+        listen=listen,
+        admin=admin,
+        upstreams=MappingProxyType(upstreams),
+        **scalars,
+        **sections,
+    )
+
+
+def _names(upstreams: Any) -> set[str]:
+    """Names declared under `upstreams`, even those whose body is invalid, so that routes naming
+    them are not also reported as dangling."""
+    return {str(name) for name in upstreams} if isinstance(upstreams, dict) else set()
+
+
+def validate_listen(report: Report, path: Path, value: Any) -> tuple[Listener, ...]:
+    listeners: list[tuple[Path, Listener]] = []
+    for index, item in enumerate(_list(report, path, value, non_empty=True)):
+        item_path = (*path, index)
+        present = _section(report, item_path, item, ("address",), required=("address",), unsupported=LISTEN_UNSUPPORTED)
+        if present is None or "address" not in present:
+            continue
+        address = report.check((*item_path, "address"), present["address"], validate_address, None)
+        if address is None:
+            continue
+        for other_path, other in listeners:
+            clash = _overlap(address, other.address)
+            if clash:
+                report.error((*item_path, "address"), f"{clash} {format_path(other_path)} ({other.address})")
+                break
+        listeners.append((item_path, Listener(address)))
+    return tuple(listener for _, listener in listeners)
+
+
+def _overlap(a: Address, b: Address) -> str | None:
+    """Why two sockets could not both be bound, or None when they can."""
+    if a.port != b.port:
+        return None
+    if a.host == b.host:
+        return "same address as"
+    try:
+        ip_a, ip_b = ipaddress.ip_address(a.host), ipaddress.ip_address(b.host)
+    except ValueError:
+        return None
+    if ip_a.version == ip_b.version and (ip_a.is_unspecified or ip_b.is_unspecified):
+        return "overlaps"
+    return None
+
+
+def validate_admin(report: Report, path: Path, value: Any, listen: Iterable[Listener]) -> Address | None:
+    present = _section(report, path, value, ("address",), required=("address",))
+    if present is None or "address" not in present:
+        return None
+    address = report.check((*path, "address"), present["address"], validate_address, None)
+    if address is None:
+        return None
+    for index, listener in enumerate(listen):
+        clash = _overlap(address, listener.address)
+        if clash:
+            report.error((*path, "address"), f"{clash} listen[{index}] ({listener.address})")
+            break
+    return address
+
+
+def validate_limits(report: Report, path: Path, value: Any) -> Limits:
+    validators: dict[str, Callable[[Any], Any]] = {
+        "max_head": size_at_least(1024, "1KiB"),
+        "max_headers": int_between(1),
+        "max_url": size_at_least(1, "1 byte"),
+        "max_body": validate_size,
+        "header_timeout": validate_positive_duration,
+        "body_timeout": validate_positive_duration,
+        "idle_timeout": validate_positive_duration,
+    }
+    present = _section(report, path, value, validators)
+    return Limits(**_fields(report, path, present or {}, validators))
+
+
+def validate_trusted_proxies(report: Report, path: Path, value: Any) -> tuple[IPNetwork, ...]:
+    networks: list[IPNetwork] = []
+    for index, item in enumerate(_list(report, path, value)):
+        network = report.check((*path, index), item, validate_network, None)
+        if network is not None:
+            networks.append(network)
+    return tuple(networks)
+
+
+def validate_upstreams(report: Report, path: Path, value: Any) -> dict[str, Upstream]:
+    if not isinstance(value, dict):
+        report.error(path, f"expected a mapping of upstream names to upstreams, got {kind_of(value)}")
+        return {}
+    upstreams: dict[str, Upstream] = {}
+    for raw_name, body in value.items():
+        name = str(raw_name)
+        item_path = (*path, name)
+        try:
+            validate_upstream_name(name)
+        except ValueError as exc:
+            report.error(item_path, str(exc), at_key=True)
+            continue
+        upstream = validate_upstream(report, item_path, name, body)
+        if upstream is not None:
+            upstreams[name] = upstream
+    return upstreams
+
+
+def validate_upstream(report: Report, path: Path, name: str, value: Any) -> Upstream | None:
+    present = _section(
+        report,
+        path,
+        value,
+        ("targets", "keepalive", "timeouts", "host_header"),
+        required=("targets",),
+        unsupported=UPSTREAM_UNSUPPORTED,
+    )
+    if present is None:
+        return None
+    targets = validate_targets(report, (*path, "targets"), present["targets"]) if "targets" in present else ()
+    kwargs = _fields(report, path, present, {"keepalive": int_between(0), "host_header": validate_host_header})
+    if "timeouts" in present:
+        kwargs["timeouts"] = validate_timeouts(report, (*path, "timeouts"), present["timeouts"])
+    return Upstream(name=name, targets=targets, **kwargs)
+
+
+def validate_targets(report: Report, path: Path, value: Any) -> tuple[Target, ...]:
+    targets: list[Target] = []
+    seen: dict[Address, int] = {}
+    for index, item in enumerate(_list(report, path, value, non_empty=True)):
+        item_path = (*path, index)
+        target = validate_target(report, item_path, item)
+        if target is None:
+            continue
+        if target.address in seen:
+            report.error(item_path, f"duplicate target {target.address} (also targets[{seen[target.address]}])")
+            continue
+        seen[target.address] = index
+        targets.append(target)
+    return tuple(targets)
+
+
+def validate_target(report: Report, path: Path, value: Any) -> Target | None:
+    """`"HOST:PORT"` or `{address: "HOST:PORT", weight: N}`."""
+    if isinstance(value, str):
+        address = report.check(path, value, validate_address, None)
+        return Target(address) if address is not None else None
+    if not isinstance(value, dict):
+        report.error(path, f'expected "HOST:PORT" or {{address: "HOST:PORT", weight: N}}, got {kind_of(value)}')
+        return None
+    present = _section(report, path, value, ("address", "weight"), required=("address",))
+    if present is None or "address" not in present:
+        return None
+    address = report.check((*path, "address"), present["address"], validate_address, None)
+    kwargs = _fields(report, path, present, {"weight": int_between(1, MAX_WEIGHT)})
+    return Target(address, **kwargs) if address is not None else None
+
+
+def validate_timeouts(report: Report, path: Path, value: Any) -> Timeouts:
+    validators = {"connect": validate_positive_duration, "read": validate_positive_duration}
+    present = _section(report, path, value, validators)
+    return Timeouts(**_fields(report, path, present or {}, validators))
+
+
+def validate_routes(report: Report, path: Path, value: Any, upstream_names: Collection[str]) -> tuple[Route, ...]:
+    routes: list[Route] = []
+    for index, item in enumerate(_list(report, path, value)):
+        route = validate_route(report, (*path, index), index, item, upstream_names)
+        if route is not None:
+            routes.append(route)
+    _report_duplicate_routes(report, path, routes)
+    return tuple(routes)
+
+
+def validate_route(
+    report: Report, path: Path, index: int, value: Any, upstream_names: Collection[str]
+) -> Route | None:
+    present = _section(
+        report,
+        path,
+        value,
+        ("match", "upstream", "strip_prefix", "headers"),
+        # An aggregate route has no upstream of its own; the 'aggregate' key is reported already.
+        required=("match",) if isinstance(value, dict) and "aggregate" in value else ("match", "upstream"),
+        unsupported=ROUTE_UNSUPPORTED,
+    )
+    if present is None:
+        return None
+    match = validate_match(report, (*path, "match"), present["match"]) if "match" in present else None
+    upstream = None
+    if "upstream" in present:
+        upstream = report.check((*path, "upstream"), present["upstream"], validate_string, None)
+        if upstream is not None and upstream not in upstream_names:
+            suggestion = _suggest(upstream, upstream_names)
+            known = f"; defined: {', '.join(sorted(upstream_names))}" if upstream_names and not suggestion else ""
+            report.error((*path, "upstream"), f"unknown upstream {upstream!r}{suggestion}{known}")
+            upstream = None
+    strip_prefix = report.check((*path, "strip_prefix"), present.get("strip_prefix", False), validate_bool, False)
+    if strip_prefix and match is not None and match.prefix is None:
+        report.error((*path, "strip_prefix"), "strip_prefix: true needs match.prefix (this route matches a path)")
+    headers = validate_route_headers(report, (*path, "headers"), present["headers"]) if "headers" in present else None
+    if match is None or upstream is None:
+        return None
+    return Route(
+        index=index,
+        match=match,
+        upstream=upstream,
+        strip_prefix=strip_prefix,
+        headers=headers or RouteHeaders(),
+        line=report.line(path),
+    )
+
+
+def validate_match(report: Report, path: Path, value: Any) -> Match | None:
+    present = _section(report, path, value, ("path", "prefix", "methods", "host"))
+    if present is None:
+        return None
+    if ("path" in present) == ("prefix" in present):
+        report.error(path, "needs exactly one of 'path' (exact) or 'prefix'")
+        return None
+    kwargs = _fields(
+        report,
+        path,
+        present,
+        {
+            "path": validate_route_path,
+            "prefix": validate_prefix,
+            "methods": validate_methods,
+            "host": validate_host_pattern,
+        },
+    )
+    if len(kwargs) != len(present):
+        return None
+    return Match(**kwargs)
+
+
+def _report_duplicate_routes(report: Report, path: Path, routes: list[Route]) -> None:
+    """Two routes with the same host and pattern and a common method: the second could never be
+    chosen for those methods, which is always a mistake."""
+    seen: dict[tuple[str | None, str, str], list[Route]] = {}
+    for route in routes:
+        match = route.match
+        kind, pattern = ("path", match.path) if match.path is not None else ("prefix", match.prefix or "/")
+        key = (match.host, kind, _PARAM.sub("{}", pattern))
+        for earlier in seen.get(key, []):
+            common = _common_methods(earlier.match.methods, match.methods)
+            if common is not None:
+                methods = ",".join(common) if common else "*"
+                report.error(
+                    (*path, route.index, "match"),
+                    f"same match as routes[{earlier.index}] (host {match.host or '*'}, {kind} {pattern},"
+                    f" methods {methods}): routes[{route.index}] could never be chosen",
+                )
+                break
+        seen.setdefault(key, []).append(route)
+
+
+def _common_methods(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Methods both match: () stands for every method, None for none in common."""
+    if a is None and b is None:
+        return ()
+    if a is None or b is None:
+        return a or b
+    common = tuple(method for method in a if method in b)
+    return common or None
+
+
+def validate_route_headers(report: Report, path: Path, value: Any) -> RouteHeaders:
+    present = _section(report, path, value, ("request", "response"))
+    if present is None:
+        return RouteHeaders()
+    return RouteHeaders(
+        **{direction: validate_header_ops(report, (*path, direction), ops) for direction, ops in present.items()}
+    )
+
+
+def validate_header_ops(report: Report, path: Path, value: Any) -> HeaderOps:
+    present = _section(report, path, value, ("set", "remove"))
+    if present is None:
+        return HeaderOps()
+    edits: dict[str, Path] = {}
+
+    def claim(name: str, name_path: Path) -> bool:
+        if name in edits:
+            report.error(name_path, f"header {name!r} is already edited at {format_path(edits[name])}")
+            return False
+        edits[name] = name_path
+        return True
+
+    set_ops: list[tuple[str, str]] = []
+    if "set" in present:
+        set_path = (*path, "set")
+        if not isinstance(present["set"], dict):
+            report.error(set_path, f"expected a mapping of header names to values, got {kind_of(present['set'])}")
+        else:
+            for raw_name, raw_value in present["set"].items():
+                item_path = (*set_path, str(raw_name))
+                name = report.check(item_path, raw_name, validate_header_name, None)
+                header_value = report.check(item_path, raw_value, validate_header_value, None)
+                if name is not None and header_value is not None and claim(name, item_path):
+                    set_ops.append((name, header_value))
+    removes: list[str] = []
+    if "remove" in present:
+        remove_path = (*path, "remove")
+        for index, raw_name in enumerate(_list(report, remove_path, present["remove"])):
+            item_path = (*remove_path, index)
+            name = report.check(item_path, raw_name, validate_header_name, None)
+            if name is not None and claim(name, item_path):
+                removes.append(name)
+    return HeaderOps(set=tuple(set_ops), remove=tuple(removes))
+
+
+def validate_errors(report: Report, path: Path, value: Any, base_dir: str) -> Errors:
+    present = _section(report, path, value, ("format", "bodies"))
+    if present is None:
+        return Errors()
+    fmt = report.check((*path, "format"), present.get("format", "json"), one_of("json", "text"), "json")
+    bodies: dict[int, ErrorBody] = {}
+    if "bodies" in present:
+        bodies_path = (*path, "bodies")
+        raw_bodies = present["bodies"]
+        if not isinstance(raw_bodies, dict):
+            report.error(bodies_path, f"expected a mapping of statuses to bodies, got {kind_of(raw_bodies)}")
+            raw_bodies = {}
+        for raw_status, raw_body in raw_bodies.items():
+            item_path = (*bodies_path, str(raw_status))
+            status = report.check(item_path, raw_status, validate_status, None)
+            body = validate_error_body(report, item_path, raw_body, fmt, base_dir)
+            if status is None or body is None:
+                continue
+            if status in bodies:
+                report.error(item_path, f"status {status} is given twice")
+            bodies[status] = body
+    return Errors(format="text" if fmt == "text" else "json", bodies=MappingProxyType(bodies))
+
+
+def validate_error_body(report: Report, path: Path, value: Any, fmt: str, base_dir: str) -> ErrorBody | None:
+    """`{body: TEXT}` or `{file: PATH}`, plus an optional content_type (default from `format`).
+    Files are read now, so a missing file fails the load, not the first error response."""
+    present = _section(report, path, value, ("body", "file", "content_type"))
+    if present is None:
+        return None
+    if ("body" in present) == ("file" in present):
+        report.error(path, "needs exactly one of 'body' or 'file'")
+        return None
+    default_type = "application/json" if fmt == "json" else "text/plain; charset=utf-8"
+    content_type = report.check(
+        (*path, "content_type"), present.get("content_type", default_type), validate_content_type, None
+    )
+    if "body" in present:
+        text = report.check((*path, "body"), present["body"], _body_text, None)
+        data = text.encode() if text is not None else None
+        data_path = (*path, "body")
+    else:
+        data_path = (*path, "file")
+        data = report.check(data_path, present["file"], _read_body_file(base_dir), None)
+    if data is None or content_type is None:
+        return None
+    if _is_json_type(content_type):
+        try:
+            orjson.loads(data)
+        except orjson.JSONDecodeError:
+            report.error(data_path, f"is not valid JSON but the content type is {content_type!r}; set content_type")
+            return None
+    return ErrorBody(body=data, content_type=content_type)
+
+
+def _body_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_shown(value)}")
+    if len(value.encode()) > MAX_ERROR_BODY:
+        raise ValueError(f"is larger than {MAX_ERROR_BODY // 1024}KiB")
+    return value
+
+
+def _read_body_file(base_dir: str) -> Callable[[Any], bytes]:
+    resolve = file_path(base_dir)
+
+    def read_body_file(value: Any) -> bytes:
+        path = resolve(value)
+        try:
+            with open(path, "rb") as file:
+                data = file.read(MAX_ERROR_BODY + 1)
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if len(data) > MAX_ERROR_BODY:
+            raise ValueError(f"{path} is larger than {MAX_ERROR_BODY // 1024}KiB")
+        return data
+
+    return read_body_file
+
+
+def _is_json_type(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def validate_access_log(report: Report, path: Path, value: Any, base_dir: str) -> AccessLog:
+    present = _section(report, path, value, ("path", "format"))
+    if present is None:
+        return AccessLog()
+    kwargs = _fields(report, path, present, {"format": one_of("json", "combined")})
+    if "path" in present:
+        kwargs["path"] = report.check((*path, "path"), present["path"], _log_path(base_dir), "stdout")
+    return AccessLog(**kwargs)
+
+
+def _log_path(base_dir: str) -> Callable[[Any], str | None]:
+    resolve = file_path(base_dir)
+
+    def validate_log_path(value: Any) -> str | None:
+        # YAML 1.1 reads a bare `off` as false; both mean "no access log".
+        if value is False or value == "off":
+            return None
+        if value in ("stdout", "stderr"):
+            return str(value)
+        return resolve(value)
+
+    return validate_log_path
