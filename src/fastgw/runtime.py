@@ -1,0 +1,124 @@
+"""A worker's runtime: the compiled routes, upstream pools and per-worker services the hot path
+uses, built once per worker from a validated `Config`."""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import time
+from typing import Any, Coroutine
+
+from fastgw.config.model import Address, Config
+from fastgw.http.replies import Replies
+from fastgw.log import AccessLogWriter, log_exception
+from fastgw.routing import compile_routes
+from fastgw.upstream.pool import Clock, UpstreamGroup
+
+TICK = 0.1
+"""Seconds between sweeps: the resolution of every timeout and of the coarse clock."""
+
+
+class ListenerInfo:
+    """What a request needs from the listener it came in on, rendered once."""
+
+    __slots__ = ("address", "forwarded_lines")
+
+    def __init__(self, address: Address) -> None:
+        self.address = address
+        self.forwarded_lines = b"x-forwarded-proto: http\r\nx-forwarded-port: %d\r\n" % address.port
+
+
+class Runtime:
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, generation: int) -> None:
+        self.config = config
+        self.loop = loop
+        self.generation = generation
+        self.clock = Clock(loop.time())
+        self.trie, self.plans = compile_routes(config)
+        self.groups = {name: UpstreamGroup(up, self.clock, loop) for name, up in config.upstreams.items()}
+        for plan in self.plans:
+            group = self.groups[plan.upstream]
+            plan.group = group
+            plan.default_host_line = b"host: %s\r\n" % group.pools[0].label.encode()
+        limits = config.limits
+        self.max_head = limits.max_head
+        self.max_headers = limits.max_headers
+        self.max_url = limits.max_url
+        self.max_body = limits.max_body
+        self.header_timeout = limits.header_timeout
+        self.body_timeout = limits.body_timeout
+        self.idle_timeout = limits.idle_timeout
+        self.replies = Replies(config.errors)
+        self.access = AccessLogWriter(config.access_log)
+        self.connections: set[Any] = set()
+        self.draining = False
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.requests_routed = 0
+        self._trusted = config.trusted_proxies
+        self._trust_cache: dict[str, bool] = {}
+        self._rid_prefix = os.urandom(5).hex().encode() + b"-"
+        self._rid_counter = 0
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def is_trusted(self, ip: str) -> bool:
+        cached = self._trust_cache.get(ip)
+        if cached is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+                cached = any(addr in net for net in self._trusted)
+            except ValueError:
+                cached = False
+            if len(self._trust_cache) > 10000:
+                self._trust_cache.clear()
+            self._trust_cache[ip] = cached
+        return cached
+
+    def new_request_id(self) -> bytes:
+        """Unique per host without a syscall or uuid per request: a random per-worker prefix and
+        a counter."""
+        self._rid_counter += 1
+        return self._rid_prefix + b"%x" % self._rid_counter
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def internal_error(self, exc: BaseException | None) -> None:
+        log_exception("request handling", exc)
+
+    def log_request(self, proto: Any, req: Any) -> None:
+        self.access.write(proto, req, time.monotonic() - req.t0)
+
+    # sweeper
+
+    def start(self) -> None:
+        self.access.tick(time.time())
+        self._sweeper = self.loop.call_later(TICK, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        self.clock.now = now
+        try:
+            for conn in tuple(self.connections):
+                conn.sweep(now)
+            for group in self.groups.values():
+                for pool in group.pools:
+                    pool.sweep(now)
+            self.access.tick(time.time())
+        except Exception as exc:
+            log_exception("sweeper", exc)
+        self._sweeper = self.loop.call_later(TICK, self._sweep)
+
+    def drain(self) -> None:
+        self.draining = True
+        for conn in tuple(self.connections):
+            conn.drain()
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for group in self.groups.values():
+            for pool in group.pools:
+                pool.close_all()
+        self.access.flush()

@@ -1,0 +1,1 @@
+"""Process layer: the master (supervision, signals, reload, admin) and the workers it forks."""

@@ -1,0 +1,432 @@
+"""The master: owns the listen sockets, forks and supervises workers, reloads and drains.
+
+It never touches a request. One thread, one `selectors` loop: signal handlers only enqueue (the
+gunicorn arbiter rule), and everything happens in the loop, which also serves the small admin API.
+Forking from this loop is safe because the child closes everything the master owns before it
+starts its own event loop.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from fastgw.config import ConfigError, load
+from fastgw.config.model import Address, Config
+from fastgw.log import log_exception, process_log
+from fastgw.server.admin import AdminServer
+from fastgw.server.sockets import make_listener
+from fastgw.server.worker import WORKER_BOOT_ERROR, run_worker
+
+BOOT_TIMEOUT = 30.0
+"""Seconds a new worker has to report that it listens before its generation is given up."""
+HEARTBEAT_TIMEOUT = 30.0
+"""A ready worker silent for this long is stuck (its loop is blocked) and is killed."""
+MAX_BACKOFF = 5.0
+
+
+@dataclass(eq=False)
+class WorkerProc:
+    pid: int
+    slot: int
+    generation: int
+    status_fd: int
+    started: float
+    ready: bool = False
+    stopping: bool = False
+    last_seen: float = 0.0
+
+
+@dataclass
+class Generation:
+    number: int
+    config: Config
+    workers: dict[int, WorkerProc] = field(default_factory=dict)
+    announced: bool = False
+
+
+class Master:
+    def __init__(self, config_path: str, config: Config) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.sel = selectors.DefaultSelector()
+        self.signals: list[int] = []
+        self.workers: dict[int, WorkerProc] = {}
+        self.sockets: dict[Address, list[socket.socket]] = {}
+        self.current: Generation | None = None
+        self.pending: Generation | None = None
+        self.reload_queued = False
+        self.stopping: float | None = None
+        self.quick = False
+        self.exit_code = 0
+        self.backoff = 0.0
+        self.respawn_at: dict[int, float] = {}
+        self.admin: AdminServer | None = None
+        self.pidfile = config.pidfile
+        self._wake_r, self._wake_w = os.pipe()
+        self._life_r, self._life_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    # ---- public entry point -------------------------------------------------------------------
+
+    def run(self) -> int:
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
+            signal.signal(sig, self._on_signal)
+        signal.set_wakeup_fd(self._wake_w)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeups)
+        try:
+            self._ensure_sockets(self.config)
+        except OSError as exc:
+            process_log(f"cannot listen: {exc}")
+            return 1
+        if self.config.admin is not None:
+            try:
+                self.admin = AdminServer(self.config.admin, self.sel, self)
+            except OSError as exc:
+                process_log(f"cannot listen on admin address {self.config.admin}: {exc}")
+                return 1
+        self._write_pidfile()
+        self.current = self._start_generation(1, self.config)
+        try:
+            while not self._finished():
+                self._loop_once()
+        finally:
+            self._cleanup()
+        process_log(f"master {os.getpid()} stopped")
+        return self.exit_code
+
+    def request_reload(self) -> None:
+        self.signals.append(signal.SIGHUP)
+
+    # ---- loop ---------------------------------------------------------------------------------
+
+    def _loop_once(self) -> None:
+        timeout = 1.0
+        if self.respawn_at:
+            timeout = max(0.0, min(timeout, min(self.respawn_at.values()) - time.monotonic()))
+        try:
+            events = self.sel.select(timeout)
+        except InterruptedError:
+            events = []
+        for key, mask in events:
+            callback: Callable[..., None] = key.data
+            callback(key.fileobj, mask)
+        self._handle_signals()
+        self._reap()
+        self._supervise()
+
+    def _finished(self) -> bool:
+        return self.stopping is not None and not self.workers
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.signals.append(signum)
+
+    def _drain_wakeups(self, fileobj: object, mask: int) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _handle_signals(self) -> None:
+        while self.signals:
+            sig = self.signals.pop(0)
+            if sig == signal.SIGCHLD:
+                continue
+            if sig == signal.SIGHUP:
+                self._reload()
+            elif sig in (signal.SIGTERM, signal.SIGINT):
+                self._stop(quick=False)
+            elif sig == signal.SIGQUIT:
+                self._stop(quick=True)
+            elif sig == signal.SIGUSR1:
+                for w in self.workers.values():
+                    self._kill(w.pid, signal.SIGUSR1)
+
+    # ---- workers ------------------------------------------------------------------------------
+
+    def _ensure_sockets(self, config: Config) -> None:
+        """One reuseport socket per worker slot per address. Sockets are only ever added while
+        running: closing one would drop the connections queued in it."""
+        for listener in config.listen:
+            socks = self.sockets.setdefault(listener.address, [])
+            while len(socks) < config.workers:
+                socks.append(make_listener(listener.address))
+
+    def _slot_sockets(self, config: Config, slot: int) -> list[tuple[socket.socket, Address]]:
+        n = config.workers
+        out = []
+        for listener in config.listen:
+            for i, sock in enumerate(self.sockets[listener.address]):
+                if i % n == slot:
+                    out.append((sock, listener.address))
+        return out
+
+    def _start_generation(self, number: int, config: Config) -> Generation:
+        gen = Generation(number, config)
+        for slot in range(config.workers):
+            self._spawn(gen, slot)
+        return gen
+
+    def _spawn(self, gen: Generation, slot: int) -> WorkerProc | None:
+        status_r, status_w = os.pipe()
+        sockets = self._slot_sockets(gen.config, slot)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(status_r)
+                self._close_in_child(keep={status_w, self._life_r, *(s.fileno() for s, _ in sockets)})
+            finally:
+                run_worker(gen.config, gen.number, sockets, status_w, self._life_r)
+        os.close(status_w)
+        os.set_blocking(status_r, False)
+        now = time.monotonic()
+        proc = WorkerProc(pid, slot, gen.number, status_r, now, last_seen=now)
+        self.workers[pid] = proc
+        gen.workers[pid] = proc
+        self.sel.register(status_r, selectors.EVENT_READ, lambda f, m, p=proc: self._on_status(p))
+        return proc
+
+    def _close_in_child(self, keep: set[int]) -> None:
+        signal.set_wakeup_fd(-1)
+        self.sel.close()
+        fds = {self._wake_r, self._wake_w, self._life_w}
+        fds |= {w.status_fd for w in self.workers.values()}
+        if self.admin is not None:
+            fds |= self.admin.fds()
+        for socks in self.sockets.values():
+            fds |= {s.fileno() for s in socks}
+        for fd in fds - keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _on_status(self, proc: WorkerProc) -> None:
+        try:
+            data = os.read(proc.status_fd, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._unregister(proc)
+            return
+        proc.last_seen = time.monotonic()
+        if b"R" in data:
+            proc.ready = True
+
+    def _unregister(self, proc: WorkerProc) -> None:
+        if proc.status_fd >= 0:
+            try:
+                self.sel.unregister(proc.status_fd)
+            except (KeyError, ValueError):
+                pass
+            os.close(proc.status_fd)
+            proc.status_fd = -1
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            proc = self.workers.pop(pid, None)
+            if proc is None:
+                continue
+            self._unregister(proc)
+            self._worker_exited(proc, status)
+
+    def _worker_exited(self, proc: WorkerProc, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
+        for gen in (self.current, self.pending):
+            if gen is not None:
+                gen.workers.pop(proc.pid, None)
+        if proc.stopping or self.stopping is not None:
+            return
+        if self.pending is not None and proc.generation == self.pending.number:
+            process_log(f"reload failed: new worker {proc.pid} exited ({how}) before listening")
+            self._abandon_pending()
+            return
+        if self.current is None or proc.generation != self.current.number:
+            return
+        if not proc.ready and code == WORKER_BOOT_ERROR:
+            if not self.current.announced:
+                process_log(f"worker {proc.pid} could not start ({how}); stopping")
+                self.exit_code = 1
+                self._stop(quick=True)
+                return
+        lived = time.monotonic() - proc.started
+        self.backoff = min(MAX_BACKOFF, max(0.1, self.backoff * 2)) if lived < 1.0 else 0.0
+        process_log(f"worker {proc.pid} (slot {proc.slot}) exited ({how}); replacing it"
+                    + (f" in {self.backoff:.1f}s" if self.backoff else ""))
+        self.respawn_at[proc.slot] = time.monotonic() + self.backoff
+
+    def _supervise(self) -> None:
+        now = time.monotonic()
+        if self.stopping is not None:
+            if now >= self.stopping:
+                for w in self.workers.values():
+                    self._kill(w.pid, signal.SIGKILL)
+            return
+        cur = self.current
+        assert cur is not None
+        for slot, at in list(self.respawn_at.items()):
+            if at <= now:
+                del self.respawn_at[slot]
+                self._spawn(cur, slot)
+        if not cur.announced and cur.workers and all(w.ready for w in cur.workers.values()) \
+                and len(cur.workers) == cur.config.workers:
+            cur.announced = True
+            self._announce(cur)
+        pending = self.pending
+        if pending is not None:
+            if all(w.ready for w in pending.workers.values()) and len(pending.workers) == pending.config.workers:
+                self._promote(pending)
+            elif any(now - w.started > BOOT_TIMEOUT for w in pending.workers.values() if not w.ready):
+                process_log("reload failed: new workers did not start listening in time")
+                self._abandon_pending()
+        for w in self.workers.values():
+            if w.ready and not w.stopping and now - w.last_seen > HEARTBEAT_TIMEOUT:
+                process_log(f"worker {w.pid} sent no heartbeat for {HEARTBEAT_TIMEOUT:.0f}s; killing it")
+                self._kill(w.pid, signal.SIGKILL)
+            elif not w.ready and now - w.started > BOOT_TIMEOUT and w.generation == cur.number:
+                self._kill(w.pid, signal.SIGKILL)
+
+    def _announce(self, gen: Generation) -> None:
+        pids = ",".join(str(p) for p in sorted(gen.workers))
+        process_log(f"master {os.getpid()} ready: generation {gen.number}, workers {pids}")
+
+    # ---- reload and stop ----------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        if self.stopping is not None:
+            return
+        if self.pending is not None:
+            self.reload_queued = True
+            return
+        try:
+            config = load(self.config_path)
+        except ConfigError as exc:
+            process_log("reload failed: the new configuration is invalid; still serving the old one")
+            for line in exc.problems:
+                process_log(f"  {line}")
+            return
+        except Exception as exc:
+            log_exception("reload", exc)
+            return
+        try:
+            self._ensure_sockets(config)
+        except OSError as exc:
+            process_log(f"reload failed: cannot listen: {exc}; still serving the old configuration")
+            return
+        cur = self.current
+        assert cur is not None
+        self.pending = self._start_generation(cur.number + 1, config)
+
+    def _promote(self, new: Generation) -> None:
+        old = self.current
+        assert old is not None
+        self.pending = None
+        self.current = new
+        self.config = new.config
+        self.respawn_at.clear()
+        new.announced = True
+        self._announce(new)
+        for w in list(old.workers.values()):
+            w.stopping = True
+            self._kill(w.pid, signal.SIGTERM)
+        for w in self.workers.values():
+            if w.generation < new.number and not w.stopping:
+                w.stopping = True
+                self._kill(w.pid, signal.SIGTERM)
+        self._retire_sockets()
+        if self.reload_queued:
+            self.reload_queued = False
+            self._reload()
+
+    def _retire_sockets(self) -> None:
+        """Sockets of addresses the new configuration no longer listens on."""
+        wanted = {l.address for l in self.config.listen}
+        for address in list(self.sockets):
+            if address not in wanted:
+                for sock in self.sockets.pop(address):
+                    sock.close()
+
+    def _abandon_pending(self) -> None:
+        pending = self.pending
+        self.pending = None
+        if pending is None:
+            return
+        for w in pending.workers.values():
+            w.stopping = True
+            self._kill(w.pid, signal.SIGKILL)
+        self.reload_queued = False
+
+    def _stop(self, quick: bool) -> None:
+        if self.stopping is not None and not quick:
+            return
+        grace = 0.5 if quick else self.config.grace_period + 1.0
+        self.stopping = time.monotonic() + grace
+        self.quick = quick
+        if self.admin is not None:
+            self.admin.close()
+            self.admin = None
+        sig = signal.SIGQUIT if quick else signal.SIGTERM
+        for w in self.workers.values():
+            w.stopping = True
+            self._kill(w.pid, sig)
+
+    def _kill(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ESRCH:
+                raise
+
+    # ---- pidfile and cleanup ------------------------------------------------------------------
+
+    def _write_pidfile(self) -> None:
+        if self.pidfile:
+            tmp = f"{self.pidfile}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            os.replace(tmp, self.pidfile)
+
+    def _cleanup(self) -> None:
+        if self.pidfile:
+            try:
+                with open(self.pidfile) as f:
+                    if f.read().strip() == str(os.getpid()):
+                        os.unlink(self.pidfile)
+            except OSError:
+                pass
+        for socks in self.sockets.values():
+            for sock in socks:
+                sock.close()
+        if self.admin is not None:
+            self.admin.close()
+        os.close(self._life_w)
+
+    # ---- for the admin API --------------------------------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        cur = self.current
+        return {
+            "status": "stopping" if self.stopping is not None else "ok",
+            "pid": os.getpid(),
+            "generation": cur.number if cur else 0,
+            "workers": sorted(p for p, w in (cur.workers.items() if cur else ()) if w.ready),
+            "reloading": self.pending is not None,
+        }

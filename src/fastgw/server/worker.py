@@ -1,0 +1,131 @@
+"""A worker process: forked by the master with its listen sockets, it serves requests on a uvloop
+loop until told to drain or until the master disappears.
+
+The worker talks to the master through two pipes: a status pipe it writes (`R` once listening,
+`H` every second as a heartbeat) and a lifeline it reads, whose end-of-file means the master died.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from typing import NoReturn
+
+import uvloop
+
+from fastgw.config.model import Address, Config
+from fastgw.http.protocol import ClientProtocol
+from fastgw.log import log_exception, process_log
+from fastgw.runtime import ListenerInfo, Runtime
+from fastgw.server.sockets import BACKLOG
+
+WORKER_BOOT_ERROR = 3
+"""Exit status of a worker that could not start serving: the master must not respawn it blindly."""
+
+HEARTBEAT = 1.0
+
+
+def run_worker(
+    config: Config,
+    generation: int,
+    sockets: list[tuple[socket.socket, Address]],
+    status_fd: int,
+    lifeline_fd: int,
+) -> NoReturn:
+    """Entry point in the forked child; never returns."""
+    code = WORKER_BOOT_ERROR
+    try:
+        code = _Worker(config, generation, sockets, status_fd, lifeline_fd).run()
+    except BaseException as exc:
+        log_exception(f"worker {os.getpid()}", exc)
+    finally:
+        os._exit(code)
+
+
+class _Worker:
+    def __init__(
+        self,
+        config: Config,
+        generation: int,
+        sockets: list[tuple[socket.socket, Address]],
+        status_fd: int,
+        lifeline_fd: int,
+    ) -> None:
+        self.config = config
+        self.generation = generation
+        self.sockets = sockets
+        self.status_fd = status_fd
+        self.lifeline_fd = lifeline_fd
+        self.servers: list[asyncio.AbstractServer] = []
+        self.stopping = False
+
+    def run(self) -> int:
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self.loop = loop
+        self.rt = rt = Runtime(self.config, loop, self.generation)
+        for sock, address in self.sockets:
+            info = ListenerInfo(address)
+            server = loop.run_until_complete(
+                loop.create_server(lambda info=info: ClientProtocol(rt, info), sock=sock, backlog=BACKLOG)
+            )
+            self.servers.append(server)
+        rt.start()
+        self.done = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, self.drain)
+        loop.add_signal_handler(signal.SIGINT, self.drain)
+        loop.add_signal_handler(signal.SIGQUIT, self.quit)
+        loop.add_signal_handler(signal.SIGUSR1, rt.access.reopen)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        loop.add_reader(self.lifeline_fd, self._master_gone)
+        os.write(self.status_fd, b"R")
+        loop.call_later(HEARTBEAT, self._heartbeat)
+        try:
+            loop.run_until_complete(self.done)
+        finally:
+            rt.close()
+        return 0
+
+    def _heartbeat(self) -> None:
+        try:
+            os.write(self.status_fd, b"H")
+        except OSError:
+            self.drain()
+            return
+        self.loop.call_later(HEARTBEAT, self._heartbeat)
+
+    def _master_gone(self) -> None:
+        self.loop.remove_reader(self.lifeline_fd)
+        process_log(f"worker {os.getpid()}: master is gone, draining")
+        self.drain()
+
+    def drain(self) -> None:
+        """Stop accepting, finish in-flight exchanges (each answered with `Connection: close`),
+        close idle keep-alive connections, and exit when none is left or the grace period ends."""
+        if self.stopping:
+            return
+        self.stopping = True
+        for server in self.servers:
+            server.close()
+        rt = self.rt
+        rt.drain()
+        self.loop.call_later(self.config.grace_period, self._finish)
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if not self.rt.connections:
+            self._finish()
+        else:
+            self.loop.call_later(0.05, self._check_drained)
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def quit(self) -> None:
+        self.rt.access.flush()
+        os._exit(0)

@@ -1,0 +1,1 @@
+"""Upstream layer: per-worker keep-alive pools, target selection and the proxy exchange."""
