@@ -140,7 +140,7 @@ def load_text(text: str, filename: str, base_dir: str) -> Config:
         document = parse(text)
     except YamlSyntaxError as exc:
         raise ConfigError([f"{filename}:{exc.line}: (root): {exc.message}"]) from None
-    if document is None:
+    if document is None or document.data is None:
         raise ConfigError([f"{filename}:1: (root): the config file is empty (at least 'listen' is required)"])
     report = Report(filename, document)
     for problem in document.problems:
@@ -311,6 +311,14 @@ def validate_host(value: str) -> str:
     if ":" in value or not _is_dns_name(value.lower()):
         raise ValueError(f"{value!r} is not an IP address or host name")
     return value
+
+
+def _is_ipv4(value: str) -> bool:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_dns_name(name: str) -> bool:
@@ -486,6 +494,8 @@ def validate_host_pattern(value: Any) -> str:
             raise ValueError(f"{value!r} is not a valid IPv6 literal") from None
     if ":" in host:
         raise ValueError(f"{value!r}: routes match the Host without its port; remove ':{host.rpartition(':')[2]}'")
+    if _is_ipv4(host):
+        return host
     name = host[2:] if host.startswith("*.") else host
     if "*" in name:
         raise ValueError("only a leading '*.' wildcard is supported (e.g. '*.example.com')")
@@ -832,7 +842,8 @@ def _report_duplicate_routes(report: Report, path: Path, routes: list[Route]) ->
     for route in routes:
         match = route.match
         kind, pattern = ("path", match.path) if match.path is not None else ("prefix", match.prefix or "/")
-        key = (match.host, kind, _PARAM.sub("{}", pattern))
+        # Parameter names do not change what a pattern matches: /u/{id} and /u/{name} are one.
+        key = (match.host, kind, _PARAM.sub(lambda param: "{*}" if param.group(2) else "{}", pattern))
         for earlier in seen.get(key, []):
             common = _common_methods(earlier.match.methods, match.methods)
             if common is not None:

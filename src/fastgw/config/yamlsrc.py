@@ -165,12 +165,12 @@ class _Converter:
 
     def _sequence(self, node: SequenceNode, path: Path) -> list[Any]:
         if node.tag != _SEQ_TAG:
-            self._problem(node.start_mark.line + 1, path, f"unsupported YAML tag {node.tag!r}")
+            raise YamlSyntaxError(node.start_mark.line + 1, f"unsupported YAML tag {node.tag!r}")
         return [self._value(item, (*path, i), item.start_mark.line + 1) for i, item in enumerate(node.value)]
 
     def _mapping(self, node: MappingNode, path: Path) -> dict[Any, Any]:
         if node.tag != _MAP_TAG:
-            self._problem(node.start_mark.line + 1, path, f"unsupported YAML tag {node.tag!r}")
+            raise YamlSyntaxError(node.start_mark.line + 1, f"unsupported YAML tag {node.tag!r}")
         result: dict[Any, Any] = {}
         for key, key_node, value_node in self._pairs(node, path):
             item_path = (*path, str(key))
