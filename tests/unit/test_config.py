@@ -392,6 +392,12 @@ def test_bad_cidrs(tmp_path: Path) -> None:
     ]
 
 
+def test_forwarding_headers_may_be_edited_in_responses(tmp_path: Path) -> None:
+    text = MINIMAL + "    headers: {response: {set: {X-Forwarded-For: x}, remove: [X-Real-IP]}}\n"
+    response = load(write(tmp_path, text)).routes[0].headers.response
+    assert response == HeaderOps(set=(("x-forwarded-for", "x"),), remove=("x-real-ip",))
+
+
 def test_strip_prefix_needs_a_prefix(tmp_path: Path) -> None:
     text = MINIMAL + "  - match: {path: /x}\n    upstream: app\n    strip_prefix: true\n"
     assert only_problem(tmp_path, text) == (
@@ -431,6 +437,13 @@ def test_strip_prefix_must_be_boolean(tmp_path: Path) -> None:
         ("{request: {set: {X-A: é}}}", "request.set.X-A: header values must be ASCII"),
         ("{request: {set: {'X A': b}}}", 'request.set["X A"]: string \'X A\' is not a valid header name'),
         ("{request: {set: {X-A: b}, remove: [x-a]}}", "request.remove[0]: header 'x-a' is already edited at"),
+        (
+            "{request: {set: {X-Forwarded-For: 1.2.3.4}}}",
+            "request.set.X-Forwarded-For: 'X-Forwarded-For' cannot be set or removed: the gateway sets it",
+        ),
+        ("{request: {remove: [Forwarded]}}", "request.remove[0]: 'Forwarded' cannot be set or removed: the gateway"),
+        ("{request: {set: {X-Request-ID: a}}}", "request.set.X-Request-ID: 'X-Request-ID' cannot be set or removed"),
+        ("{response: {remove: [X-Request-Id]}}", "response.remove[0]: 'X-Request-Id' cannot be set or removed: the"),
         ("{request: {sett: {}}}", "request.sett: unknown key 'sett' (did you mean 'set'?)"),
         ("{requests: {}}", "requests: unknown key 'requests' (did you mean 'request'?)"),
     ],
@@ -800,8 +813,8 @@ def test_error_body_file_is_size_bounded(tmp_path: Path) -> None:
 def test_access_log_problems(tmp_path: Path) -> None:
     assert problems(tmp_path, MINIMAL + "access_log: {path: '', format: clf, rotate: daily}\n") == [
         "8: access_log.rotate: unknown key 'rotate'",
-        "8: access_log.format: expected one of json, combined, got string 'clf'",
         "8: access_log.path: must not be empty",
+        "8: access_log.format: expected one of json, combined, got string 'clf'",
     ]
 
 

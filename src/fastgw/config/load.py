@@ -48,16 +48,33 @@ MAX_WEIGHT = 1000
 NOT_SUPPORTED = "is not supported yet by this version"
 
 # Headers the gateway itself manages on every hop; a route may neither set nor remove them.
+_FRAMING = "it frames the message, and the gateway manages framing itself"
+_HOP_BY_HOP = "it is hop-by-hop: the gateway manages each connection's own"
 _OWNED_HEADERS: dict[str, str] = {
     "host": "the client's Host is forwarded as is; set the upstream's host_header to change it",
-    "content-length": "it frames the message, and the gateway manages framing itself",
-    "transfer-encoding": "it frames the message, and the gateway manages framing itself",
-    "trailer": "it frames the message, and the gateway manages framing itself",
-    "connection": "it is hop-by-hop: the gateway manages each connection's own",
-    "keep-alive": "it is hop-by-hop: the gateway manages each connection's own",
-    "te": "it is hop-by-hop: the gateway manages each connection's own",
-    "upgrade": "it is hop-by-hop: the gateway manages each connection's own",
-    "proxy-connection": "it is hop-by-hop: the gateway manages each connection's own",
+    "content-length": _FRAMING,
+    "transfer-encoding": _FRAMING,
+    "trailer": _FRAMING,
+    "connection": _HOP_BY_HOP,
+    "keep-alive": _HOP_BY_HOP,
+    "te": _HOP_BY_HOP,
+    "upgrade": _HOP_BY_HOP,
+    "proxy-connection": _HOP_BY_HOP,
+}
+# Headers whose value the gateway decides for each request (DESIGN §5, §8), per direction: an edit
+# would fight the gateway's own value, or let a client-facing contract be switched off silently.
+_FORWARDING = "the gateway sets it from the client connection (see trusted_proxies)"
+_OWNED_BY_DIRECTION: dict[str, dict[str, str]] = {
+    "request": {
+        "x-forwarded-for": _FORWARDING,
+        "x-forwarded-proto": _FORWARDING,
+        "x-forwarded-host": _FORWARDING,
+        "x-forwarded-port": _FORWARDING,
+        "x-real-ip": _FORWARDING,
+        "forwarded": _FORWARDING,
+        "x-request-id": "the gateway keeps the client's well-formed ID or generates one",
+    },
+    "response": {"x-request-id": "the gateway returns the request's ID to the client"},
 }
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _UPSTREAM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -505,14 +522,25 @@ def validate_host_pattern(value: Any) -> str:
 
 
 def validate_header_name(value: Any) -> str:
-    """A header name an edit may touch, lower-cased (HTTP header names are case-insensitive)."""
+    """A header name, lower-cased (HTTP header names are case-insensitive)."""
     if not isinstance(value, str) or not _TOKEN.fullmatch(value):
         raise ValueError(f"{_shown(value)} is not a valid header name")
-    name = value.lower()
-    reason = _OWNED_HEADERS.get(name)
-    if reason is not None:
-        raise ValueError(f"{value!r} cannot be set or removed: {reason}")
-    return name
+    return value.lower()
+
+
+def editable_header(direction: str) -> Callable[[Any], str]:
+    """A validator for a header name that a route may set or remove in `direction` (request or
+    response)."""
+    owned = {**_OWNED_HEADERS, **_OWNED_BY_DIRECTION[direction]}
+
+    def validate_editable_header(value: Any) -> str:
+        name = validate_header_name(value)
+        reason = owned.get(name)
+        if reason is not None:
+            raise ValueError(f"{value!r} cannot be set or removed: {reason}")
+        return name
+
+    return validate_editable_header
 
 
 def validate_header_value(value: Any) -> str:
@@ -872,14 +900,18 @@ def validate_route_headers(report: Report, path: Path, value: Any) -> RouteHeade
     if present is None:
         return RouteHeaders()
     return RouteHeaders(
-        **{direction: validate_header_ops(report, (*path, direction), ops) for direction, ops in present.items()}
+        **{
+            direction: validate_header_ops(report, (*path, direction), direction, ops)
+            for direction, ops in present.items()
+        }
     )
 
 
-def validate_header_ops(report: Report, path: Path, value: Any) -> HeaderOps:
+def validate_header_ops(report: Report, path: Path, direction: str, value: Any) -> HeaderOps:
     present = _section(report, path, value, ("set", "remove"))
     if present is None:
         return HeaderOps()
+    validate_name = editable_header(direction)
     edits: dict[str, Path] = {}
 
     def claim(name: str, name_path: Path) -> bool:
@@ -897,7 +929,7 @@ def validate_header_ops(report: Report, path: Path, value: Any) -> HeaderOps:
         else:
             for raw_name, raw_value in present["set"].items():
                 item_path = (*set_path, str(raw_name))
-                name = report.check(item_path, raw_name, validate_header_name, None)
+                name = report.check(item_path, raw_name, validate_name, None)
                 header_value = report.check(item_path, raw_value, validate_header_value, None)
                 if name is not None and header_value is not None and claim(name, item_path):
                     set_ops.append((name, header_value))
@@ -906,7 +938,7 @@ def validate_header_ops(report: Report, path: Path, value: Any) -> HeaderOps:
         remove_path = (*path, "remove")
         for index, raw_name in enumerate(_list(report, remove_path, present["remove"])):
             item_path = (*remove_path, index)
-            name = report.check(item_path, raw_name, validate_header_name, None)
+            name = report.check(item_path, raw_name, validate_name, None)
             if name is not None and claim(name, item_path):
                 removes.append(name)
     return HeaderOps(set=tuple(set_ops), remove=tuple(removes))
@@ -1001,10 +1033,7 @@ def validate_access_log(report: Report, path: Path, value: Any, base_dir: str) -
     present = _section(report, path, value, ("path", "format"))
     if present is None:
         return AccessLog()
-    kwargs = _fields(report, path, present, {"format": one_of("json", "combined")})
-    if "path" in present:
-        kwargs["path"] = report.check((*path, "path"), present["path"], _log_path(base_dir), "stdout")
-    return AccessLog(**kwargs)
+    return AccessLog(**_fields(report, path, present, {"path": _log_path(base_dir), "format": one_of("json", "combined")}))
 
 
 def _log_path(base_dir: str) -> Callable[[Any], str | None]:
