@@ -1,0 +1,456 @@
+"""A real HTTP/1.1 backend for end-to-end tests: `python -m tests.support.backend --port 0`.
+
+It prints `PORT <n>` on stdout once listening. One process serves every test; the behaviour is
+chosen by the request path (see `_ROUTES`), and includes the broken upstream behaviours a gateway
+must survive (resets, garbage, bad framing, unrequested 101, bytes after a response). Responses
+are written byte by byte as specified here, never through an HTTP library, so that a test knows
+exactly what the gateway received. Requests are parsed by httptools (strict llhttp), so a request
+the gateway should not have forwarded shows up in `/stats` either as a request or as a parse error.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import socket
+import struct
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import parse_qsl
+
+import httptools
+import uvloop
+
+_PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ\n"
+_WRITE_PIECE = 64 * 1024
+_MAX_GENERATED = 256 * 1024 * 1024
+
+#: The bytes sent after a complete response by `/extra-bytes`: shaped like a second response so
+#: that a gateway which relays them, or reuses the connection, hands the client a visible
+#: `X-Smuggled` response.
+EXTRA_BYTES = b"HTTP/1.1 200 OK\r\nX-Smuggled: 1\r\nContent-Length: 8\r\n\r\nsmuggled"
+GARBAGE = b"\x00\x01\x02 this is not HTTP \xff\xfe\r\n\r\n"
+
+
+def body_bytes(n: int) -> bytes:
+    """The deterministic body of `/bytes/{n}`, `/chunked/{n}/{k}` and `/close-delimited/{n}`."""
+    return (_PATTERN * (n // len(_PATTERN) + 1))[:n]
+
+
+@dataclass
+class _Stats:
+    connections: int = 0
+    requests: int = 0
+    parse_errors: int = 0
+
+
+@dataclass
+class _Request:
+    method: str = ""
+    target: bytes = b""
+    version: str = ""
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body_length: int = 0
+    sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
+    chunks: int = 0
+    keep_alive: bool = True
+    expect_continue: bool = False
+    continue_sent: bool = False
+    headers_done: bool = False
+
+    @property
+    def path(self) -> str:
+        return self.target.split(b"?", 1)[0].decode("latin-1")
+
+    @property
+    def query(self) -> str:
+        return self.target.partition(b"?")[2].decode("latin-1")
+
+
+class _Reset(Exception):
+    """Raised by a handler to end the connection with an RST instead of a FIN."""
+
+
+class _Close(Exception):
+    """Raised by a handler that has closed its response by closing the connection."""
+
+
+class _Connection:
+    """One client connection: parse requests (pipelined ones queue up) and answer them in order."""
+
+    def __init__(self, server: Backend, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.parser = httptools.HttpRequestParser(self)
+        self.current: _Request | None = None
+        self.done: deque[_Request] = deque()
+        self.head_request = False
+        self.keep_alive = True
+        self.version = "1.1"
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.current = _Request()
+
+    def on_url(self, url: bytes) -> None:
+        assert self.current is not None
+        self.current.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self.current is not None
+        req = self.current
+        (req.trailers if req.headers_done else req.headers).append((name, value))
+
+    def on_headers_complete(self) -> None:
+        req = self.current
+        assert req is not None
+        req.headers_done = True
+        req.method = self.parser.get_method().decode("latin-1")
+        req.version = self.parser.get_http_version()
+        # after an upgrade request the parser stops, so the connection ends with its response
+        req.keep_alive = self.parser.should_keep_alive() and not self.parser.should_upgrade()
+        req.expect_continue = any(
+            n.lower() == b"expect" and v.strip().lower() == b"100-continue" for n, v in req.headers
+        )
+        if not req.path.startswith("/stats"):
+            self.server.stats.requests += 1
+
+    def on_body(self, body: bytes) -> None:
+        assert self.current is not None
+        self.current.body_length += len(body)
+        self.current.sha256.update(body)
+
+    def on_chunk_header(self) -> None:
+        assert self.current is not None
+        self.current.chunks += 1
+
+    def on_message_complete(self) -> None:
+        assert self.current is not None
+        self.done.append(self.current)
+        self.current = None
+
+    # serving
+    async def serve(self) -> None:
+        try:
+            await self._serve()
+        except _Reset:
+            self._reset()
+            return
+        except ConnectionError:
+            self.writer.transport.abort()
+            return
+        except _Close:
+            pass
+        self.writer.close()
+
+    async def _serve(self) -> None:
+        upgraded = False
+        while True:
+            while self.done:
+                req = self.done.popleft()
+                if not await self._respond(req) or upgraded:
+                    return
+            if upgraded:
+                return
+            if self.current is not None and self.current.expect_continue and not self.current.continue_sent:
+                self._send_continue(self.current)
+            data = await self.reader.read(65536)
+            if not data:
+                return
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                upgraded = True
+            except httptools.HttpParserError as exc:
+                self.server.stats.parse_errors += 1
+                while self.done:
+                    await self._respond(self.done.popleft())
+                body = json.dumps({"backend_parse_error": str(exc)}).encode()
+                self._write_head(400, [(b"Content-Type", b"application/json")], len(body), close=True)
+                self.writer.write(body)
+                return
+
+    def _send_continue(self, req: _Request) -> None:
+        self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        req.continue_sent = True
+
+    async def _respond(self, req: _Request) -> bool:
+        """Answer `req`; False when the connection must be closed afterwards."""
+        if req.expect_continue and not req.continue_sent:
+            self._send_continue(req)
+        self.head_request = req.method == "HEAD"
+        self.keep_alive = req.keep_alive
+        self.version = req.version
+        segments = req.path.strip("/").split("/")
+        handler = _ROUTES.get(segments[0])
+        if handler is None:
+            await self.send(404, [], json.dumps({"no_such_path": req.path}).encode())
+        else:
+            try:
+                await handler(self, req, segments[1:])
+            except (ValueError, IndexError) as exc:
+                await self.send(400, [], json.dumps({"bad_path_argument": str(exc)}).encode())
+        await self.writer.drain()
+        return self.keep_alive
+
+    def _write_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], length: int | None, *, close: bool = False
+    ) -> None:
+        """Write a response head; `length` None means chunked, -1 means close-delimited."""
+        try:
+            reason = HTTPStatus(status).phrase.encode()
+        except ValueError:
+            reason = b"Unknown"
+        out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        out += [b"%s: %s\r\n" % (n, v) for n, v in headers]
+        if length is None:
+            out.append(b"Transfer-Encoding: chunked\r\n")
+        elif length >= 0 and status not in (204, 304) and status >= 200:
+            out.append(b"Content-Length: %d\r\n" % length)
+        if close or length == -1 or not self.keep_alive:
+            self.keep_alive = False
+            out.append(b"Connection: close\r\n")
+        elif self.version == "1.0":
+            out.append(b"Connection: keep-alive\r\n")
+        out.append(b"\r\n")
+        self.writer.write(b"".join(out))
+
+    async def send(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, content_type: bytes = b"application/json") -> None:
+        if body:
+            headers = [(b"Content-Type", content_type), *headers]
+        self._write_head(status, headers, len(body))
+        await self.write_body(body)
+
+    async def write_body(self, data: bytes) -> None:
+        if self.head_request:
+            return
+        for i in range(0, len(data), _WRITE_PIECE):
+            self.writer.write(data[i:i + _WRITE_PIECE])
+            await self.writer.drain()
+
+    def _reset(self) -> None:
+        """Close with RST: SO_LINGER with a zero timeout makes close() abort the connection."""
+        sock = self.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
+
+
+Handler = Callable[[_Connection, _Request, list[str]], Awaitable[None]]
+
+
+def _size(arg: str) -> int:
+    n = int(arg)
+    if not 0 <= n <= _MAX_GENERATED:
+        raise ValueError(f"size out of range: {n}")
+    return n
+
+
+async def _echo(conn: _Connection, req: _Request, args: list[str]) -> None:
+    body = {
+        "method": req.method,
+        "target": req.target.decode("latin-1"),
+        "version": req.version,
+        "headers": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in req.headers],
+        "trailers": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in req.trailers],
+        "body_length": req.body_length,
+        "body_sha256": req.sha256.hexdigest(),
+        "chunked": req.chunks > 0,
+        "chunks": max(req.chunks - 1, 0),  # httptools reports the last (zero) chunk too
+        "backend": conn.server.name,
+    }
+    await conn.send(200, [], json.dumps(body).encode())
+
+
+async def _status(conn: _Connection, req: _Request, args: list[str]) -> None:
+    code = int(args[0])
+    if not 200 <= code <= 599:
+        raise ValueError(f"status out of range: {code}")
+    body = b"" if code in (204, 304) else json.dumps({"status": code}).encode()
+    await conn.send(code, [], body)
+
+
+async def _bytes(conn: _Connection, req: _Request, args: list[str]) -> None:
+    await conn.send(200, [], body_bytes(_size(args[0])), content_type=b"application/octet-stream")
+
+
+async def _chunked(conn: _Connection, req: _Request, args: list[str]) -> None:
+    n, k = _size(args[0]), int(args[1])
+    if not 1 <= k <= max(n, 1):
+        raise ValueError(f"chunk count out of range: {k}")
+    data = body_bytes(n)
+    bounds = [n * i // k for i in range(k + 1)]
+    conn._write_head(200, [(b"Content-Type", b"application/octet-stream")], None)
+    for lo, hi in zip(bounds, bounds[1:]):
+        await conn.write_body(b"%x\r\n%s\r\n" % (hi - lo, data[lo:hi]))
+    await conn.write_body(b"0\r\n\r\n")
+
+
+async def _close_delimited(conn: _Connection, req: _Request, args: list[str]) -> None:
+    conn._write_head(200, [(b"Content-Type", b"application/octet-stream")], -1)
+    await conn.write_body(body_bytes(_size(args[0])))
+
+
+async def _sleep(conn: _Connection, req: _Request, args: list[str]) -> None:
+    """`/sleep/{ms}` and `/slow-head/{ms}`: nothing is sent before the delay ends."""
+    ms = int(args[0])
+    await asyncio.sleep(ms / 1000)
+    await conn.send(200, [], json.dumps({"slept_ms": ms}).encode())
+
+
+async def _slow_body(conn: _Connection, req: _Request, args: list[str]) -> None:
+    ms = int(args[0])
+    data = body_bytes(2048)
+    conn._write_head(200, [(b"Content-Type", b"application/octet-stream")], len(data))
+    await conn.write_body(data[:1024])
+    await asyncio.sleep(ms / 1000)
+    await conn.write_body(data[1024:])
+
+
+async def _reset_before_head(conn: _Connection, req: _Request, args: list[str]) -> None:
+    raise _Reset
+
+
+async def _reset_mid_body(conn: _Connection, req: _Request, args: list[str]) -> None:
+    data = body_bytes(4096)
+    conn._write_head(200, [(b"Content-Type", b"application/octet-stream")], len(data))
+    await conn.write_body(data[:1000])
+    raise _Reset
+
+
+async def _garbage(conn: _Connection, req: _Request, args: list[str]) -> None:
+    conn.writer.write(GARBAGE)
+    await conn.writer.drain()
+    raise _Close
+
+
+async def _bad_length(conn: _Connection, req: _Request, args: list[str]) -> None:
+    conn._write_head(200, [(b"Content-Type", b"text/plain")], 100)
+    conn.writer.write(b"only ten b")
+    await conn.writer.drain()
+    raise _Close
+
+
+async def _early_hints(conn: _Connection, req: _Request, args: list[str]) -> None:
+    conn.writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+    await conn.send(200, [], json.dumps({"early_hints": True}).encode())
+
+
+async def _switch_protocols(conn: _Connection, req: _Request, args: list[str]) -> None:
+    conn.writer.write(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: fastgw-test\r\n\r\n"
+        b"bytes of another protocol"
+    )
+    await conn.writer.drain()
+    raise _Close
+
+
+async def _extra_bytes(conn: _Connection, req: _Request, args: list[str]) -> None:
+    await conn.send(200, [], b"complete", content_type=b"text/plain")
+    conn.writer.write(EXTRA_BYTES)
+
+
+async def _headers(conn: _Connection, req: _Request, args: list[str]) -> None:
+    """`/headers?set=Name:Value&set=...`: those headers, verbatim, before Content-Length; a set
+    `Connection: close` is honoured by closing after the response."""
+    extra = []
+    for key, value in parse_qsl(req.query, keep_blank_values=True, encoding="latin-1"):
+        if key == "set":
+            name, sep, val = value.partition(":")
+            if not sep:
+                raise ValueError(f"set= needs Name:Value, got {value!r}")
+            extra.append((name.encode("latin-1"), val.encode("latin-1")))
+    await conn.send(200, extra, b"ok", content_type=b"text/plain")
+    if any(n.lower() == b"connection" and b"close" in v.lower() for n, v in extra):
+        await conn.writer.drain()
+        raise _Close
+
+
+async def _head_test(conn: _Connection, req: _Request, args: list[str]) -> None:
+    await conn.send(200, [(b"X-Head-Test", b"1")], body_bytes(1234), content_type=b"text/plain")
+
+
+async def _no_content(conn: _Connection, req: _Request, args: list[str]) -> None:
+    await conn.send(204, [], b"")
+
+
+async def _not_modified(conn: _Connection, req: _Request, args: list[str]) -> None:
+    await conn.send(304, [(b"ETag", b'"v1"')], b"")
+
+
+async def _pid(conn: _Connection, req: _Request, args: list[str]) -> None:
+    await conn.send(200, [], json.dumps({"name": conn.server.name, "pid": os.getpid()}).encode())
+
+
+async def _stats(conn: _Connection, req: _Request, args: list[str]) -> None:
+    s = conn.server.stats
+    body = {"requests": s.requests, "connections": s.connections, "parse_errors": s.parse_errors}
+    await conn.send(200, [], json.dumps(body).encode())
+
+
+async def _close_silently(conn: _Connection, req: _Request, args: list[str]) -> None:
+    """A complete keep-alive response, then a close without `Connection: close`: the server
+    side of the keep-alive race that clients must survive (RFC 9112 §9.3.1)."""
+    await conn.send(200, [], b"ok", content_type=b"text/plain")
+    await conn.writer.drain()
+    raise _Close
+
+
+_ROUTES: dict[str, Handler] = {
+    "echo": _echo,
+    "status": _status,
+    "bytes": _bytes,
+    "chunked": _chunked,
+    "close-delimited": _close_delimited,
+    "slow-head": _sleep,
+    "sleep": _sleep,
+    "slow-body": _slow_body,
+    "reset-before-head": _reset_before_head,
+    "reset-mid-body": _reset_mid_body,
+    "garbage": _garbage,
+    "bad-length": _bad_length,
+    "early-hints": _early_hints,
+    "switch-protocols": _switch_protocols,
+    "extra-bytes": _extra_bytes,
+    "headers": _headers,
+    "head-test": _head_test,
+    "204": _no_content,
+    "304": _not_modified,
+    "pid": _pid,
+    "stats": _stats,
+    "close-silently": _close_silently,
+}
+
+
+class Backend:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.stats = _Stats()
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.stats.connections += 1
+        await _Connection(self, reader, writer).serve()
+
+    async def run(self, host: str, port: int) -> None:
+        server = await asyncio.start_server(self._on_client, host, port, backlog=1024)
+        print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+        async with server:
+            await server.serve_forever()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--name", default="backend")
+    args = ap.parse_args()
+    uvloop.run(Backend(args.name).run(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()
