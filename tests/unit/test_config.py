@@ -870,3 +870,15 @@ def test_config_is_frozen(tmp_path: Path) -> None:
         config.workers = 5  # type: ignore[misc]
     with pytest.raises(TypeError):
         config.upstreams["x"] = config.upstreams["app"]  # type: ignore[index]
+
+
+def test_the_reference_example_checks_as_documented(tmp_path: Path) -> None:
+    """docs/configuration.md shows a config and the output of `fastgw check` for it; both must
+    stay true."""
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    section = doc.split("## A complete example", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    printed = section.split("prints:\n\n```\n", 1)[1].split("```", 1)[0]
+    out = io.StringIO()
+    assert check_main(write(tmp_path, example), out=out, err=io.StringIO()) == 0
+    assert out.getvalue() == printed
