@@ -200,6 +200,9 @@ class ClientProtocol(asyncio.Protocol):
         req.method = parser.get_method()
         req.keep_alive = parser.should_keep_alive()
         req.upgrade = parser.should_upgrade()
+        if req.te is None and req.cl <= 0:
+            # No body follows: the request is complete now, so a local answer need not close.
+            req.body_done = True
         if self.active is None and self.deferred is None:
             self._start(req)
         else:
