@@ -81,8 +81,11 @@ _UPSTREAM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
 _PORT = re.compile(r"[0-9]{1,5}")
 _HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
-# RFC 3986 pchar without '%', which is checked separately.
-_PCHAR = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@")
+# Visible ASCII that a normalized request path may contain as is; '%' is checked separately, and
+# '{' '}' only ever delimit parameters.
+_PATH_CHARS = frozenset(chr(code) for code in range(0x21, 0x7F)) - frozenset("%#?\\{}")
+# The router's limit on segments per pattern (`_MAX_SEGMENTS` in _core_src/trie.pxd).
+MAX_SEGMENTS = 64
 _UNRESERVED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
 
 
@@ -406,7 +409,7 @@ def validate_host_header(value: Any) -> str:
 def validate_route_path(value: Any) -> str:
     """An exact path, possibly with `{name}` segments and a last `{name*}` catch-all segment."""
     text = _route_string(value, "path")
-    segments = text[1:].split("/")
+    segments = _segments(text)
     names: set[str] = set()
     for position, segment in enumerate(segments):
         if "{" not in segment and "}" not in segment:
@@ -433,7 +436,7 @@ def validate_prefix(value: Any) -> str:
     text = _route_string(value, "prefix")
     if "{" in text or "}" in text:
         raise ValueError("a prefix is literal; use 'path' for {parameters}")
-    segments = text[1:].split("/")
+    segments = _segments(text)
     for position, segment in enumerate(segments):
         _check_literal_segment(segment, position == len(segments) - 1)
     return text.rstrip("/") or "/"
@@ -447,6 +450,13 @@ def _route_string(value: Any, what: str) -> str:
     if "?" in value or "#" in value:
         raise ValueError("routes match the path only; remove the query ('?') or fragment ('#')")
     return value
+
+
+def _segments(pattern: str) -> list[str]:
+    segments = pattern[1:].split("/")
+    if len(segments) > MAX_SEGMENTS:
+        raise ValueError(f"has more than {MAX_SEGMENTS} segments")
+    return segments
 
 
 def _check_literal_segment(segment: str, last: bool) -> None:
@@ -466,13 +476,19 @@ def _check_literal_segment(segment: str, last: bool) -> None:
             if len(escape) != 2 or not all(c in "0123456789abcdefABCDEF" for c in escape):
                 raise ValueError(f"invalid percent-escape in segment {segment!r}")
             decoded = chr(int(escape, 16))
+            if escape != escape.upper():
+                raise ValueError(
+                    f"write '%{escape.upper()}' instead of '%{escape}': escapes are upper-cased before routing"
+                )
             if decoded in _UNRESERVED:
                 raise ValueError(f"write {decoded!r} instead of '%{escape}': it is decoded before routing")
             if decoded in "/\\\0":
                 raise ValueError(f"'%{escape}' can never match: requests containing it are refused")
             position += 3
             continue
-        if char not in _PCHAR:
+        if char == "\\":
+            raise ValueError("a backslash can never match: requests containing one are refused")
+        if char not in _PATH_CHARS:
             raise ValueError(f"character {char!r} is not allowed in a path (percent-encode it)")
         position += 1
 
@@ -648,6 +664,9 @@ def validate_listen(report: Report, path: Path, value: Any) -> tuple[Listener, .
     listeners: list[tuple[Path, Listener]] = []
     for index, item in enumerate(_list(report, path, value, non_empty=True)):
         item_path = (*path, index)
+        if isinstance(item, str):
+            report.error(item_path, f'expected a mapping, got string (write {{address: "{item}"}})')
+            continue
         present = _section(report, item_path, item, ("address",), required=("address",), unsupported=LISTEN_UNSUPPORTED)
         if present is None or "address" not in present:
             continue
@@ -664,7 +683,8 @@ def validate_listen(report: Report, path: Path, value: Any) -> tuple[Listener, .
 
 
 def _overlap(a: Address, b: Address) -> str | None:
-    """Why two sockets could not both be bound, or None when they can."""
+    """Why two listen addresses would take the same connections (a clash, even where reuseport
+    would let both bind), or None when they are distinct."""
     if a.port != b.port:
         return None
     if a.host == b.host:
@@ -1033,7 +1053,8 @@ def validate_access_log(report: Report, path: Path, value: Any, base_dir: str) -
     present = _section(report, path, value, ("path", "format"))
     if present is None:
         return AccessLog()
-    return AccessLog(**_fields(report, path, present, {"path": _log_path(base_dir), "format": one_of("json", "combined")}))
+    validators = {"path": _log_path(base_dir), "format": one_of("json", "combined")}
+    return AccessLog(**_fields(report, path, present, validators))
 
 
 def _log_path(base_dir: str) -> Callable[[Any], str | None]:

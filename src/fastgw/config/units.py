@@ -12,9 +12,14 @@ from fractions import Fraction
 
 from .yamlsrc import kind_of
 
-__all__ = ["parse_duration", "parse_size", "parse_rate", "DURATION_UNITS", "SIZE_UNITS", "RATE_UNITS"]
+__all__ = ["parse_duration", "parse_size", "parse_rate", "DURATION_UNITS", "SIZE_UNITS", "RATE_UNITS", "MAX_DURATION"]
 
-DURATION_UNITS: dict[str, Fraction] = {"ms": Fraction(1, 1000), "s": Fraction(1), "m": Fraction(60), "h": Fraction(3600)}
+DURATION_UNITS: dict[str, Fraction] = {
+    "ms": Fraction(1, 1000),
+    "s": Fraction(1),
+    "m": Fraction(60),
+    "h": Fraction(3600),
+}
 SIZE_UNITS: dict[str, int] = {
     "B": 1,
     "KB": 1000,
@@ -25,6 +30,7 @@ SIZE_UNITS: dict[str, int] = {
     "GiB": 1024**3,
 }
 RATE_UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_DURATION = 10**9
 
 _NUMBER_UNIT = re.compile(r"(\d+(?:\.\d+)?)([A-Za-z]*)")
 _RATE = re.compile(r"(\d+)/([A-Za-z]+)")
@@ -34,26 +40,31 @@ _NGINX_SIZE_UNITS = {"k": "KiB", "m": "MiB", "g": "GiB"}
 
 def parse_duration(value: object) -> float:
     """Seconds from `250ms`, `2s`, `1.5m`, `1h`, or a plain number of seconds (int, float or a
-    numeric string). Negative, infinite and NaN values are refused; zero is allowed (callers that
+    numeric string). Negative, infinite and NaN values are refused, and so is anything longer than
+    MAX_DURATION, which can only be a typo and would overflow timers; zero is allowed (callers that
     need a positive value check that themselves)."""
     hint = "expected a duration such as 250ms, 2s, 1m or 1h (or a number of seconds)"
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"{hint}, got {kind_of(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"a duration must be a finite number of seconds, got {value!r}")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"a duration must be a finite number of seconds >= 0, got {value!r}")
-        return float(value)
-    match = _NUMBER_UNIT.fullmatch(value)
-    if match is None:
-        raise ValueError(f"{hint}, got {value!r}")
-    number, unit = match.groups()
-    if unit == "":
-        return float(Fraction(number))
-    scale = DURATION_UNITS.get(unit)
-    if scale is None:
-        known = ", ".join(DURATION_UNITS)
-        raise ValueError(f"unknown duration unit {unit!r} in {value!r} (units: {known})")
-    return float(Fraction(number) * scale)
+        seconds = Fraction(value)
+        if seconds < 0:
+            raise ValueError(f"a duration must be >= 0 seconds, got {value!r}")
+    else:
+        match = _NUMBER_UNIT.fullmatch(value)
+        if match is None:
+            raise ValueError(f"{hint}, got {value!r}")
+        number, unit = match.groups()
+        scale = DURATION_UNITS.get(unit or "s")
+        if scale is None:
+            known = ", ".join(DURATION_UNITS)
+            raise ValueError(f"unknown duration unit {unit!r} in {value!r} (units: {known})")
+        seconds = Fraction(number) * scale
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r} is longer than the maximum of {MAX_DURATION} seconds")
+    return float(seconds)
 
 
 def parse_size(value: object) -> int:
