@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import json
 import os
 import socket
@@ -286,7 +287,7 @@ async def _chunked(conn: _Connection, req: _Request, args: list[str]) -> None:
     data = body_bytes(n)
     bounds = [n * i // k for i in range(k + 1)]
     conn._write_head(200, [(b"Content-Type", b"application/octet-stream")], None)
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         await conn.write_body(b"%x\r\n%s\r\n" % (hi - lo, data[lo:hi]))
     await conn.write_body(b"0\r\n\r\n")
 

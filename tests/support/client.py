@@ -17,9 +17,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import httptools
 
@@ -240,13 +240,15 @@ class ResponseReader:
             end = start
         elif kind == "length":
             if len(self._buf) < start + length:
-                return self._need_more(resp, start, f"body shorter than Content-Length {length}")
+                self._fail_if_eof(resp, start, f"body shorter than Content-Length {length}")
+                return None
             resp.body = bytes(self._buf[start:start + length])
             end = start + length
         elif kind == "chunked":
             parsed = _parse_chunked(self._buf, start)
             if parsed is None:
-                return self._need_more(resp, start, "chunked body not terminated")
+                self._fail_if_eof(resp, start, "chunked body not terminated")
+                return None
             resp.body, resp.chunks, resp.trailers, end = parsed
             resp.chunked = True
         else:
@@ -259,11 +261,10 @@ class ResponseReader:
         self.upgraded = resp.status == 101
         return resp
 
-    def _need_more(self, resp: Response, start: int, what: str) -> None:
+    def _fail_if_eof(self, resp: Response, start: int, what: str) -> None:
         if self._eof:
             resp.body = bytes(self._buf[start:])
             raise IncompleteResponse(f"connection ended: {what} ({len(resp.body)} body bytes)", resp)
-        return None
 
     def next_response(self, head_request: bool = False) -> Response | None:
         """The next final response (or 101), with the 1xx responses before it attached."""
@@ -390,7 +391,7 @@ class Conn:
         self._sock = socket.create_connection((host, port), timeout=timeout)
         self._reader = ResponseReader()
 
-    def __enter__(self) -> Conn:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -622,15 +623,9 @@ def run_load(
 
 
 def start_load(port: int, path: str, **kwargs: Any) -> Future[LoadResult]:
-    """`run_load` in a daemon thread, for driving traffic while a test reloads or kills
+    """`run_load` in a background thread, for driving traffic while a test reloads or kills
     processes; collect it with `.result(timeout)`."""
-    future: Future[LoadResult] = Future()
-
-    def target() -> None:
-        try:
-            future.set_result(run_load(port, path, **kwargs))
-        except BaseException as exc:
-            future.set_exception(exc)
-
-    threading.Thread(target=target, name="run_load", daemon=True).start()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run_load")
+    future = executor.submit(run_load, port, path, **kwargs)
+    executor.shutdown(wait=False)
     return future

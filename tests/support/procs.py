@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -69,7 +69,7 @@ class Backend:
         self.port = port
         self.proc = proc
 
-    def __enter__(self) -> Backend:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -148,7 +148,7 @@ class Gateway:
         self._eof = False
         self._reader: threading.Thread | None = None
 
-    def __enter__(self) -> Gateway:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -201,13 +201,13 @@ class Gateway:
         """The first stderr line from index `start` matching any of `patterns`."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            i = start
+            checked = start
             while True:
-                for i in range(i, len(self.lines)):
+                for i in range(checked, len(self.lines)):
                     for rx in patterns:
                         if m := rx.search(self.lines[i]):
                             return i, m
-                i = len(self.lines)
+                checked = max(checked, len(self.lines))
                 if self._eof:
                     break
                 remaining = deadline - time.monotonic()
@@ -216,7 +216,12 @@ class Gateway:
                 self._cond.wait(remaining)
         wanted = " or ".join(repr(rx.pattern) for rx in patterns)
         state = "exited" if self._eof else f"still running after {timeout}s"
-        rc = self.proc.poll() if self.proc is not None else None
+        rc = None
+        if self.proc is not None:
+            try:
+                rc = self.proc.wait(5.0) if self._eof else self.proc.poll()
+            except subprocess.TimeoutExpired:
+                pass  # stderr closed but the process lives on: reported as rc=None
         raise ProcessError(
             f"gateway {state} (rc={rc}) without a stderr line matching {wanted}; last lines:\n{self.tail()}"
         )
@@ -300,6 +305,50 @@ class Gateway:
         self._join_reader()
         if self.proc.stderr is not None:
             self.proc.stderr.close()
+
+
+def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` applied; mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def gateway_config(backend_port: int, **overrides: Any) -> dict[str, Any]:
+    """The reference config of the gateway contract: 2 workers, one route `/` to the backend
+    (upstream `backend`), access log off. Keyword arguments are merged in (see `_merge`)."""
+    base: dict[str, Any] = {
+        "workers": 2,
+        "grace_period": "5s",
+        "limits": {
+            "max_head": "32KiB", "max_headers": 100, "max_url": "8KiB", "max_body": "1MiB",
+            "header_timeout": "10s", "body_timeout": "30s", "idle_timeout": "60s",
+        },
+        "upstreams": {
+            "backend": {
+                "targets": [f"127.0.0.1:{backend_port}"],
+                "keepalive": 16,
+                "timeouts": {"connect": "1s", "read": "5s"},
+            },
+        },
+        "routes": [{"match": {"prefix": "/"}, "upstream": "backend"}],
+        # YAML's `off` is the boolean false: written as such so the file reads as the contract's.
+        "access_log": {"path": False},
+    }
+    return _merge(base, overrides)
+
+
+def start_gateway(
+    backend: Backend, workdir: Path, config: Mapping[str, Any] | None = None, **overrides: Any
+) -> Gateway:
+    """A started gateway with `config`, or else `gateway_config(backend.port, **overrides)`;
+    the caller closes it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return Gateway(config if config is not None else gateway_config(backend.port, **overrides), workdir).start()
 
 
 def _seconds(duration: str | float) -> float:

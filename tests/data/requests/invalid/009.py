@@ -1,0 +1,2 @@
+description = 'hexadecimal Content-Length'
+expect = {'status': 400, 'closed': True, 'upstream_requests': 0}

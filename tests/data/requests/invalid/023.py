@@ -1,0 +1,2 @@
+description = 'negative chunk size'
+expect = {'status': 400, 'closed': True, 'upstream_requests': 0}

@@ -1,0 +1,2 @@
+description = 'chunk size with leading whitespace'
+expect = {'status': 400, 'closed': True, 'upstream_requests': 0}

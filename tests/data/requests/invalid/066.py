@@ -1,0 +1,2 @@
+description = 'path with dot segments climbing above / further down'
+expect = {'status': 400, 'closed': True, 'upstream_requests': 0}

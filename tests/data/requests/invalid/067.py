@@ -1,0 +1,2 @@
+description = 'path with percent-encoded dot segments climbing above /'
+expect = {'status': 400, 'closed': True, 'upstream_requests': 0}

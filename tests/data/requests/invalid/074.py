@@ -1,0 +1,2 @@
+description = 'path with truncated percent escape'
+expect = {'status': 400, 'closed': True, 'upstream_requests': 0}

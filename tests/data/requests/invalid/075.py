@@ -1,0 +1,2 @@
+description = 'path with lone percent sign'
+expect = {'status': 400, 'closed': True, 'upstream_requests': 0}

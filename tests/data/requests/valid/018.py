@@ -1,0 +1,2 @@
+description = 'Keep-Alive (hop-by-hop) not forwarded'
+expect = {'status': 200, 'upstream_requests': 1, 'upstream_headers_absent': ['Keep-Alive']}

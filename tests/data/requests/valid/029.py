@@ -1,0 +1,6 @@
+description = "X-Request-ID with a space and '!' replaced by a generated one"
+expect = {
+    'status': 200,
+    'upstream_requests': 1,
+    'upstream_header_matches': {'X-Request-ID': '[A-Za-z0-9._:-]{1,128}'},
+}
