@@ -509,13 +509,16 @@ class _AsyncConn:
             async with asyncio.timeout(timeout):
                 while (resp := self.parser.next_response()) is None:
                     chunk = await self.reader.read(65536)
-                    if not chunk:
-                        if not got_bytes:
-                            raise _StaleConnection("EOF before any response byte")
-                        self.parser.feed_eof()
+                    if chunk:
+                        got_bytes = True
+                        self.parser.feed(chunk)
                         continue
-                    got_bytes = True
-                    self.parser.feed(chunk)
+                    if not got_bytes:
+                        raise _StaleConnection("EOF before any response byte")
+                    self.parser.feed_eof()
+                    if (resp := self.parser.next_response()) is None:
+                        raise IncompleteResponse("connection ended after 1xx responses only", None)
+                    break
         except ConnectionError as exc:
             if not got_bytes:
                 raise _StaleConnection(f"{type(exc).__name__} before any response byte") from exc

@@ -160,7 +160,7 @@ class Gateway:
             self.config = {**config, "listen": self.config["listen"], "admin": self.config["admin"]}
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
 
-    def start(self) -> Gateway:
+    def start(self) -> Self:
         """Start the master and wait for its first ready line; on failure nothing is left running."""
         try:
             return self._start()
@@ -168,7 +168,7 @@ class Gateway:
             self.close()
             raise
 
-    def _start(self) -> Gateway:
+    def _start(self) -> Self:
         self.write_config()
         with open(self.stdout_path, "wb") as stdout:
             self.proc = subprocess.Popen(
