@@ -1,0 +1,53 @@
+"""fastgw under test: its bench config and its start, following the `fastgw run` contract (the
+master prints `fastgw: master <pid> ready: generation 1, workers <pid>,...` on stderr once every
+worker listens; SIGTERM stops it)."""
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.pinning import taskset
+from bench.procs import Server
+from bench.scenarios import Scenario
+
+READY = re.compile(r"fastgw: master (\d+) ready: generation 1, workers ([\d,]+)")
+READY_TIMEOUT_S = 30.0
+
+
+def version() -> str:
+    from fastgw._version import __version__
+
+    return __version__
+
+
+def config(port: int, workers: int, upstream: str, keepalive: int, access_log: Path, scenarios: Sequence[Scenario]) -> dict[str, Any]:
+    """The gateway's side of the comparison: the same worker count, upstream pool size and
+    timeouts as the nginx proxy, and a JSON access log like the one nginx writes."""
+    doc: dict[str, Any] = {
+        "workers": workers,
+        "listen": [{"address": f"127.0.0.1:{port}"}],
+        "upstreams": {
+            "backend": {"targets": [upstream], "keepalive": keepalive, "timeouts": {"connect": "1s", "read": "10s"}},
+        },
+        "routes": [],
+        "access_log": {"path": str(access_log), "format": "json"},
+    }
+    for scenario in scenarios:
+        for section, value in scenario.fastgw_sections.items():
+            doc.setdefault(section, {}).update(value)
+        doc["routes"].extend(dict(r) for r in scenario.fastgw_routes)
+    doc["routes"].append({"match": {"prefix": "/"}, "upstream": "backend"})
+    return doc
+
+
+def start(workdir: Path, doc: dict[str, Any], cpus: tuple[int, ...] | None) -> Server:
+    path = workdir / "fastgw.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    server = Server("fastgw", taskset(cpus, [sys.executable, "-m", "fastgw", "run", "-c", str(path)]), workdir / "fastgw.log")
+    server.wait_line(READY, READY_TIMEOUT_S)
+    return server

@@ -1,0 +1,122 @@
+"""Turning runs into the figures we report: medians over repeats, the fastgw/nginx ratios, the
+terminal table and the progress lines. Works on the plain dicts stored in the JSON report, so a
+report can be re-read and re-printed later."""
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+Run = Mapping[str, Any]
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def summarize(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """One row per (scenario, target) in first-seen order: medians over the repeats, the spread
+    of throughput (so a noisy figure shows as noisy), and fastgw's ratio to nginx."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run["scenario"], run["target"]), []).append(run)
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for (scenario, target), group in groups.items():
+        rps = [r["wrk"]["rps"] for r in group]
+        pcts = group[0]["wrk"]["latency_us"].keys()
+        rows[(scenario, target)] = {
+            "scenario": scenario,
+            "target": target,
+            "repeats": len(group),
+            "rps": _median(rps),
+            "rps_min": min(rps),
+            "rps_max": max(rps),
+            "latency_us": {p: _median(r["wrk"]["latency_us"][p] for r in group) for p in pcts},
+            "proxy_cpu_us_per_request": _median(r["proxy_cpu_us_per_request"] for r in group),
+            "backend_cpu_us_per_request": _median(r["backend_cpu_us_per_request"] for r in group),
+            "errors": sum(sum(r["wrk"]["errors"].values()) for r in group),
+        }
+    for (scenario, target), row in rows.items():
+        ref = rows.get((scenario, "nginx"))
+        if target != "fastgw" or ref is None:
+            continue
+        row["vs_nginx"] = {
+            "rps": _ratio(row["rps"], ref["rps"]),
+            "p50": _ratio(row["latency_us"]["50"], ref["latency_us"]["50"]),
+            "p99": _ratio(row["latency_us"]["99"], ref["latency_us"]["99"]),
+            "cpu": _ratio(row["proxy_cpu_us_per_request"], ref["proxy_cpu_us_per_request"]),
+        }
+    return list(rows.values())
+
+
+def ms(us: float | None) -> str:
+    return "-" if us is None else f"{us / 1000:.2f}ms"
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def progress_line(done: int, total: int, elapsed_s: float, run: Run) -> str:
+    w = run["wrk"]
+    errors = sum(w["errors"].values())
+    return (
+        f"[{done:>3}/{total} {int(elapsed_s) // 60:>2}m{int(elapsed_s) % 60:02d}s] "
+        f"w{run['workers']} {run['scenario']:<16} {run['target']:<6} #{run['repeat'] + 1}  "
+        f"{w['rps']:>9,.0f} req/s  p50 {ms(w['latency_us']['50']):>8}  p99 {ms(w['latency_us']['99']):>8}  "
+        f"cpu {_num(run['proxy_cpu_us_per_request'], '.1f'):>5} µs/req"
+        + (f"  !! {errors} errors {w['errors']}" if errors else "")
+    )
+
+
+def table(case: Mapping[str, Any]) -> str:
+    """The per-case table. Ratios are fastgw/nginx: above 1 is better for req/s, worse for
+    latency and CPU."""
+    head = (
+        f"{'scenario':<16} {'target':<6} {'req/s':>9} {'spread':>7} {'p50':>8} {'p99':>8} {'p99.9':>8} "
+        f"{'CPU µs/req':>10} │ {'fastgw/nginx: req/s':>19} {'p50':>5} {'p99':>5} {'CPU':>5}"
+    )
+    lines = [
+        f"workers={case['workers']}: {case['placement']['note']}; wrk -t{case['wrk']['threads']} "
+        f"-c{case['wrk']['connections']}, {case['settings']['duration_s']:g} s × {case['settings']['repeats']} repeats, medians",
+        head,
+        "─" * len(head),
+    ]
+    last = None
+    for row in case["summary"]:
+        spread = (row["rps_max"] - row["rps_min"]) / row["rps"] * 100 if row["rps"] else 0.0
+        ratio = ""
+        if vs := row.get("vs_nginx"):
+            ratio = (f"{_num(vs['rps'], '.2f'):>18}× {_num(vs['p50'], '.2f'):>5} {_num(vs['p99'], '.2f'):>5} "
+                     f"{_num(vs['cpu'], '.2f'):>5}")
+        lat = row["latency_us"]
+        lines.append(
+            f"{row['scenario'] if row['scenario'] != last else '':<16} {row['target']:<6} {row['rps']:>9,.0f} "
+            f"{'±' + format(spread / 2, '.1f') + '%':>7} {ms(lat['50']):>8} {ms(lat['99']):>8} {ms(lat['99.9']):>8} "
+            f"{_num(row['proxy_cpu_us_per_request'], '.1f'):>10} │ {ratio}"
+            + (f"  !! {row['errors']} errors" if row["errors"] else "")
+        )
+        last = row["scenario"]
+    return "\n".join(lines)
+
+
+LEGEND = """\
+req/s, p50, p99, p99.9: wrk (closed loop, fixed connections: these are capacity figures, and the
+latencies are those at full load, not at a realistic rate; see Locust for that). spread: half the
+range of req/s over the repeats, relative to the median. CPU µs/req: user+system CPU time of the
+proxy's master and workers during the run (/proc/<pid>/stat), divided by the requests wrk completed;
+'-' for direct, where there is no proxy. Ratios: fastgw/nginx on medians (req/s: higher is better;
+latency and CPU: lower is better)."""
+
+
+def write_json(path: Path, doc: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False))
+    tmp.replace(path)

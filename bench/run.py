@@ -1,0 +1,312 @@
+"""One benchmark run: the backend, then for each worker count a case in which direct, nginx and
+fastgw are measured by wrk on the same scenarios, interleaved, several times.
+
+Why interleaved: on a shared or thermally varying machine, throughput drifts over minutes. Running
+every target once per repeat (in an order that rotates each repeat), rather than all repeats of
+one target back to back, spreads that drift over all targets alike, and the medians over repeats
+then compare like with like.
+"""
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench import gateway, machine, nginx, pinning, report, wrk
+from bench.cpu import tree_ticks, us_per_request
+from bench.plot import plot
+from bench.procs import Server, ServerError, free_port, install_cleanup, stop_all
+from bench.scenarios import Scenario, select
+
+TARGETS = ("direct", "nginx", "fastgw")
+#: Machine load (1-minute average) above which the run is flagged as not quiet.
+QUIET_LOAD = 0.3
+#: Per-run overhead beyond wrk's -d (process-tree walks, wrk start-up), for the time estimate.
+RUN_OVERHEAD_S = 0.4
+
+
+@dataclass(frozen=True)
+class Options:
+    #: wrk takes whole seconds.
+    duration_s: int
+    repeats: int
+    warmup_s: int
+    workers: tuple[int, ...]
+    scenarios: tuple[str, ...] | None
+    targets: tuple[str, ...]
+    connections: int
+    threads: int | None
+    pin: bool
+    backend_url: str | None
+    backend_workers: int | None
+    keepalive: int
+    out_dir: Path
+    keep_temp: bool
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where every target's requests end up: `direct` is this URL."""
+
+    host: str
+    port: int
+    #: The path sent by every scenario when the backend is the user's; None for the built-in one.
+    path: str | None
+    server: Server | None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_backend_url(url: str) -> tuple[str, int, str]:
+    """The user's backend as (host, port, path); loopback only, so a benchmark can never be
+    pointed at someone else's machine."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        raise ValueError(f"--backend {url}: only http:// URLs")
+    host = parts.hostname or ""
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"--backend {url}: the host must be a loopback address (127.0.0.0/8, ::1, localhost)")
+    if ":" in host:
+        raise ValueError(f"--backend {url}: IPv6 backends are not supported by the bench configs; use 127.0.0.1")
+    path = parts.path or "/"
+    return host, parts.port or 80, path + (f"?{parts.query}" if parts.query else "")
+
+
+def _probe(host: str, port: int, path: str, scenario: Scenario) -> int:
+    """One request as the scenario sends it, before any load: a misrouted proxy answers 404 or
+    502 fast and would otherwise look like a very quick proxy."""
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    try:
+        body = b"x" * scenario.body_bytes if scenario.body_bytes else None
+        conn.request(scenario.method, path, body=body, headers=dict(scenario.headers))
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+class Bench:
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.scenarios = select(opts.scenarios, user_backend=opts.backend_url is not None)
+        self.cpus = sorted(os.sched_getaffinity(0))
+        self.placements = {w: pinning.plan(self.cpus, w, opts.pin) for w in opts.workers}
+        self.tmp = Path(tempfile.mkdtemp(prefix="fastgw-bench-"))
+        self.stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        self.json_path = opts.out_dir / f"bench-{self.stamp}.json"
+        self.png_path = opts.out_dir / f"bench-{self.stamp}.png"
+        self.scripts = {s.name: self._script(s) for s in self.scenarios}
+        self.started = time.monotonic()
+        self.done = 0
+        self.doc: dict[str, Any] = {
+            "kind": "fastgw-bench-wrk",
+            "format": 1,
+            "command": [Path(sys.executable).name, "-m", "bench", *sys.argv[1:]],
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "status": "running",
+            "machine": machine.describe(need_fastgw="fastgw" in opts.targets),
+            "load_average": {"start": machine.load_average()},
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+            "scenarios": [
+                {"name": s.name, "summary": s.summary, "method": s.method, "path": s.path,
+                 "body_bytes": s.body_bytes, "headers": dict(s.headers), "nginx_equivalent": s.nginx_equivalent}
+                for s in self.scenarios
+            ],
+            "cases": [],
+        }
+
+    def _script(self, scenario: Scenario) -> Path:
+        path = self.tmp / f"wrk-{scenario.name}.lua"
+        path.write_text(wrk.script(scenario))
+        return path
+
+    def targets_for(self, scenario: Scenario) -> list[str]:
+        return [t for t in self.opts.targets if t != "nginx" or scenario.nginx_equivalent]
+
+    def total_runs(self) -> int:
+        per_case = sum(len(self.targets_for(s)) for s in self.scenarios)
+        return per_case * self.opts.repeats * len(self.opts.workers)
+
+    def estimate_s(self) -> float:
+        per_case = sum(len(self.targets_for(s)) for s in self.scenarios)
+        warm = per_case * len(self.opts.workers) * (self.opts.warmup_s + RUN_OVERHEAD_S) if self.opts.warmup_s else 0
+        return self.total_runs() * (self.opts.duration_s + RUN_OVERHEAD_S) + warm
+
+    # -- servers ---------------------------------------------------------------------------------
+
+    def start_backend(self) -> Backend:
+        if self.opts.backend_url:
+            host, port, path = parse_backend_url(self.opts.backend_url)
+            return Backend(host, port, path, None)
+        workers = self.opts.backend_workers or max(p.wrk_threads for p in self.placements.values())
+        prefix = self.tmp / "backend"
+        prefix.mkdir()
+        port = free_port()
+        server = nginx.start("backend", prefix, nginx.backend_config(prefix, port, workers), port, workers, None)
+        self.doc["backend"] = {"kind": "nginx return 200 / static 4 KiB file", "workers": workers, "address": f"127.0.0.1:{port}"}
+        return Backend("127.0.0.1", port, None, server)
+
+    def start_proxies(self, workers: int, placement: pinning.Placement, backend: Backend) -> dict[str, tuple[int, Server | None]]:
+        """Each target's port and, for proxies, the server whose process tree is accounted."""
+        out: dict[str, tuple[int, Server | None]] = {}
+        if "direct" in self.opts.targets:
+            out["direct"] = (backend.port, None)
+        if "nginx" in self.opts.targets:
+            prefix = self.tmp / f"nginx-w{workers}"
+            prefix.mkdir()
+            port = free_port()
+            conf = nginx.proxy_config(prefix, port, workers, backend.address, self.opts.keepalive, self.scenarios)
+            out["nginx"] = (port, nginx.start("nginx", prefix, conf, port, workers, placement.proxy))
+        if "fastgw" in self.opts.targets:
+            workdir = self.tmp / f"fastgw-w{workers}"
+            workdir.mkdir()
+            port = free_port()
+            doc = gateway.config(port, workers, backend.address, self.opts.keepalive, workdir / "access.log", self.scenarios)
+            out["fastgw"] = (port, gateway.start(workdir, doc, placement.proxy))
+        return out
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def path_of(self, scenario: Scenario, backend: Backend) -> str:
+        return backend.path if backend.path is not None else scenario.path
+
+    def measure(self, target: str, port: int, server: Server | None, scenario: Scenario, backend: Backend,
+                load: wrk.Load, cpus: tuple[int, ...] | None) -> dict[str, Any]:
+        url = f"http://{backend.host if target == 'direct' else '127.0.0.1'}:{port}{self.path_of(scenario, backend)}"
+        argv = wrk.command(url, scenario, load, self.scripts[scenario.name], cpus)
+        roots = {"proxy": server.pid if server else None, "backend": backend.server.pid if backend.server else None}
+        before = {k: tree_ticks(pid) for k, pid in roots.items() if pid}
+        result, stdout = wrk.run(argv, load)
+        after = {k: tree_ticks(pid) for k, pid in roots.items() if pid}
+        if server is not None and not server.alive():
+            raise server.fail("died during the run")
+        return {
+            "scenario": scenario.name,
+            "target": target,
+            "wrk": result.as_dict(),
+            **{f"{k}_cpu_us_per_request": us_per_request(before[k], after[k], result.requests) if k in before else None
+               for k in roots},
+            "cpu_ticks": {k: after[k] - before[k] for k in before},
+            "wrk_command": argv,
+            "wrk_stdout": stdout,
+        }
+
+    def run_case(self, workers: int, backend: Backend, emit: Callable[[str], None]) -> None:
+        placement = self.placements[workers]
+        load = wrk.Load(threads=self.opts.threads or placement.wrk_threads, connections=self.opts.connections,
+                        duration_s=self.opts.duration_s)
+        case: dict[str, Any] = {
+            "workers": workers,
+            "placement": asdict(placement),
+            "wrk": {"threads": load.threads, "connections": max(load.connections, load.threads)},
+            "settings": {"duration_s": load.duration_s, "repeats": self.opts.repeats},
+            "runs": [],
+            "summary": [],
+        }
+        self.doc["cases"].append(case)
+        emit(f"\n== workers={workers}: {placement.note}")
+        if backend.server is not None:
+            pinning.set_tree_affinity(backend.server.pid, placement.load)
+        servers = self.start_proxies(workers, placement, backend)
+        try:
+            for target, (port, _) in servers.items():
+                host = backend.host if target == "direct" else "127.0.0.1"
+                for scenario in self.scenarios:
+                    if target not in self.targets_for(scenario):
+                        continue
+                    status = _probe(host, port, self.path_of(scenario, backend), scenario)
+                    if not 200 <= status < 400:
+                        raise ServerError(f"{target} answered {status} to {scenario.method} {self.path_of(scenario, backend)} "
+                                          f"({scenario.name}): fix the setup before measuring it")
+            for repeat in range(self.opts.repeats):
+                for scenario in self.scenarios:
+                    targets = self.targets_for(scenario)
+                    shift = repeat % len(targets)
+                    for target in targets[shift:] + targets[:shift]:
+                        port, server = servers[target]
+                        if repeat == 0 and self.opts.warmup_s:
+                            warm = wrk.Load(load.threads, load.connections, self.opts.warmup_s)
+                            self.measure(target, port, server, scenario, backend, warm, placement.load)
+                        run = self.measure(target, port, server, scenario, backend, load, placement.load)
+                        run = {"workers": workers, "repeat": repeat, **run}
+                        case["runs"].append(run)
+                        self.done += 1
+                        emit(report.progress_line(self.done, self.total_runs(), time.monotonic() - self.started, run))
+                case["summary"] = report.summarize(case["runs"])
+                report.write_json(self.json_path, self.doc)
+        finally:
+            for _, server in servers.values():
+                if server is not None:
+                    server.stop()
+        emit("\n" + report.table(case))
+
+    def finish(self, status: str, emit: Callable[[str], None]) -> None:
+        self.doc["status"] = status
+        self.doc["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.doc["load_average"]["end"] = machine.load_average()
+        report.write_json(self.json_path, self.doc)
+        plot(self.doc, self.png_path)
+        emit(f"\nraw figures: {self.json_path}")
+        if self.png_path.exists():
+            emit(f"plot:        {self.png_path}")
+        if self.opts.keep_temp:
+            emit(f"configs and logs kept in {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def main(opts: Options, emit: Callable[[str], None] = print) -> int:
+    install_cleanup()
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    bench = Bench(opts)
+    m = bench.doc["machine"]
+    emit(f"fastgw bench: {m['cpu_model']}, {m['cpus_online']} CPUs, {m['kernel'].split(' #')[0]}, Python {m['python']}, "
+         f"nginx {m['nginx']}, wrk {m['wrk']}, fastgw {m['fastgw'] or '-'} (commit {m['git_commit'][:12]})")
+    load1 = bench.doc["load_average"]["start"][0]
+    if load1 > QUIET_LOAD:
+        emit(f"WARNING: load average {load1:.2f} at start: the machine is not quiet; do not record these figures "
+             "in RESULTS.md")
+    emit(f"scenarios: {', '.join(s.name for s in bench.scenarios)}; targets: {', '.join(opts.targets)}; "
+         f"workers: {', '.join(map(str, opts.workers))}")
+    emit(f"{bench.total_runs()} runs of {opts.duration_s:g} s, about {bench.estimate_s() / 60:.1f} min")
+    status = "aborted"
+    try:
+        backend = bench.start_backend()
+        for workers in opts.workers:
+            bench.run_case(workers, backend, emit)
+        status = "complete"
+        if len(opts.workers) > 1:
+            emit("\n== all cases")
+            for case in bench.doc["cases"]:
+                emit("\n" + report.table(case))
+        emit("\n" + report.LEGEND)
+        return 0
+    except (ServerError, wrk.WrkError, ValueError, OSError) as exc:
+        status = f"aborted: {exc}"
+        emit(f"\nERROR: {exc}")
+        return 1
+    except (KeyboardInterrupt, SystemExit):
+        status = "interrupted"
+        raise
+    finally:
+        stop_all()
+        bench.finish(status, emit)

@@ -1,0 +1,83 @@
+"""The scenario table of the wrk runs, and the built-in backend's answers they rely on.
+
+A scenario is one row: what wrk sends, and the route (and its nginx equivalent) it needs. Adding a
+JWT, rate-limited, cache-hit or aggregation scenario is one more row whose `fastgw_routes` /
+`fastgw_sections` and `nginx_http` / `nginx_locations` set up the feature under test on its own
+path prefix, so that every scenario runs against the same proxies started once per case.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The built-in backend's small answer: 12 bytes, so that a run measures per-request work.
+SMALL_BODY = "hello world\n"
+SMALL_PATH = "/small"
+JSON_PATH = "/json4k"
+JSON_SIZE = 4096
+
+
+def json_body(size: int = JSON_SIZE) -> str:
+    """A JSON document of exactly `size` bytes, shaped like an API list response."""
+    items: list[dict[str, Any]] = []
+    while True:
+        i = len(items)
+        item = {"id": i, "name": f"item-{i}", "price": round(1.25 * i, 2), "tags": ["red", "small"], "in_stock": i % 3 != 0}
+        if len(json.dumps({"items": items + [item], "pad": ""}, separators=(",", ":"))) > size:
+            break
+        items.append(item)
+    head = json.dumps({"items": items, "pad": ""}, separators=(",", ":"))
+    doc = head[:-2] + "x" * (size - len(head)) + '"}'
+    assert len(doc) == size and json.loads(doc)
+    return doc
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    path: str
+    method: str = "GET"
+    #: Request body size; the body is generated in the wrk script (`wrk.body`).
+    body_bytes: int = 0
+    headers: tuple[tuple[str, str], ...] = ()
+    #: The response depends on the built-in backend (e.g. its 4 KiB body): skipped with --backend.
+    builtin_backend_only: bool = False
+    #: Routes placed before the catch-all `/` route of the gateway's bench config.
+    fastgw_routes: tuple[Mapping[str, Any], ...] = ()
+    #: Top-level config sections the routes need (e.g. `rate_limits`, `auth`), merged in.
+    fastgw_sections: Mapping[str, Any] = field(default_factory=dict)
+    #: nginx directives at `http` level (e.g. `limit_req_zone`) and `location` blocks inside the
+    #: proxy's server; `nginx_equivalent=False` when nginx cannot do the same work, so the
+    #: scenario runs against direct and fastgw only and has no ratio.
+    nginx_http: str = ""
+    nginx_locations: str = ""
+    nginx_equivalent: bool = True
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("get-small", "GET, 12 B response, keep-alive", SMALL_PATH),
+    Scenario(
+        "get-small-close", "GET, 12 B response, new connection per request (Connection: close)",
+        SMALL_PATH, headers=(("Connection", "close"),),
+    ),
+    Scenario("get-4k", "GET, 4 KiB JSON response, keep-alive", JSON_PATH, builtin_backend_only=True),
+    Scenario(
+        "post-64k", "POST with a 64 KiB body, 12 B response, keep-alive", SMALL_PATH,
+        method="POST", body_bytes=64 * 1024, headers=(("Content-Type", "application/octet-stream"),),
+    ),
+)
+
+
+def select(names: Sequence[str] | None, user_backend: bool) -> list[Scenario]:
+    """The scenarios asked for, in table order. With the user's own backend the scenarios that
+    only make sense against the built-in one are dropped unless asked for by name."""
+    by_name = {s.name: s for s in SCENARIOS}
+    if names:
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
+        return [s for s in SCENARIOS if s.name in names]
+    return [s for s in SCENARIOS if not (user_backend and s.builtin_backend_only)]
