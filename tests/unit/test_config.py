@@ -2,13 +2,18 @@
 lines an invalid one produces."""
 from __future__ import annotations
 
+import copy
 import io
 import ipaddress
 import os
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fastgw.config import (
     AccessLog,
@@ -675,6 +680,8 @@ def test_admin_must_not_clash_with_listen(tmp_path: Path, admin: str, message: s
         ),
         ('{targets: ["127.0.0.1:1"], host_header: "a b"}', "upstreams.app.host_header: 'a b' is not an IP address"),
         ('{targets: ["127.0.0.1:1"], host_header: "a.com:99999"}', "upstreams.app.host_header: 'a.com:99999' has an"),
+        ('{targets: ["127.0.0.1:1"], host_header: "[1.2.3.4]"}', "upstreams.app.host_header: '[1.2.3.4]' is not a"),
+        ('{targets: ["127.0.0.1:1"], host_header: "[::1]x"}', "upstreams.app.host_header: '[::1]x' is not a valid"),
     ],
 )
 def test_bad_upstreams(tmp_path: Path, upstream: str, expected: str) -> None:
@@ -683,7 +690,7 @@ def test_bad_upstreams(tmp_path: Path, upstream: str, expected: str) -> None:
     assert found.startswith(f"4: {expected}"), found
 
 
-@pytest.mark.parametrize("host_header", ["a.com", "a.com:8080", "[::1]:8080", "10.0.0.1"])
+@pytest.mark.parametrize("host_header", ["a.com", "a.com:8080", "[::1]:8080", "[::1]", "10.0.0.1"])
 def test_host_header(tmp_path: Path, host_header: str) -> None:
     text = MINIMAL.replace('["127.0.0.1:9001"]}', f'["127.0.0.1:9001"], host_header: "{host_header}"}}')
     assert load(write(tmp_path, text)).upstreams["app"].host_header == host_header
@@ -908,3 +915,64 @@ def test_the_reference_example_checks_as_documented(tmp_path: Path) -> None:
     out = io.StringIO()
     assert check_main(write(tmp_path, example), out=out, err=io.StringIO()) == 0
     assert out.getvalue() == printed
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["auto", "0.0.0.0:80", "/", "/a/{b}", "GET", "1s", "1KiB", "off", "app", "[::1]:1"]),
+)
+_KEYS = st.one_of(
+    st.sampled_from(
+        ["workers", "listen", "address", "upstreams", "app", "targets", "routes", "match", "path", "prefix",
+         "methods", "host", "upstream", "headers", "request", "set", "remove", "errors", "bodies", "404",
+         "body", "access_log", "limits", "max_head", "timeouts", "weight", "strip_prefix"]
+    ),
+    st.text(max_size=6),
+    st.integers(min_value=0, max_value=600),
+)
+_TREES = st.recursive(
+    _SCALARS,
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(_KEYS, children, max_size=5)),
+    max_leaves=25,
+)
+
+
+def _paths(tree: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    found = [prefix]
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else []
+    for key, child in items:
+        found += _paths(child, (*prefix, key))
+    return found
+
+
+_FULL_TREE = yaml.safe_load(FULL)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(_paths(_FULL_TREE)), _TREES)
+def test_any_value_anywhere_loads_or_raises_config_error(
+    tmp_path: Path, where: tuple[object, ...], value: object
+) -> None:
+    """Whatever value sits at whatever place of a valid config, loading ends in a Config or in a
+    ConfigError whose lines all have the contract's shape; never in another exception (which
+    `check` would turn into a traceback)."""
+    tree = copy.deepcopy(_FULL_TREE)
+    if where:
+        parent = tree
+        for key in where[:-1]:
+            parent = parent[key]
+        parent[where[-1]] = value
+    else:
+        tree = value
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    try:
+        load(str(path))
+    except ConfigError as exc:
+        assert exc.problems
+        for line in exc.problems:
+            assert re.fullmatch(rf"{re.escape(str(path))}:\d+: .+?: .+", line), line

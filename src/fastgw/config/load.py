@@ -395,7 +395,7 @@ def validate_host_header(value: Any) -> str:
         host, _, rest = text[1:].partition("]")
         validate_host(host)
         port = rest[1:] if rest.startswith(":") else None
-        if rest and port is None:
+        if ":" not in host or (rest and port is None):
             raise ValueError(f"{text!r} is not a valid Host header")
     else:
         host, sep, port_text = text.partition(":")
