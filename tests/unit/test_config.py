@@ -851,6 +851,12 @@ def test_access_log_problems(tmp_path: Path) -> None:
     ]
 
 
+def test_odd_keys_are_quoted_on_one_line(tmp_path: Path) -> None:
+    assert only_problem(tmp_path, MINIMAL + '"a.b\\n\\"c\\"": 1\n') == (
+        '8: ["a.b\\n\\"c\\""]: unknown key \'a.b\\n"c"\''
+    )
+
+
 def test_recursive_alias_is_refused(tmp_path: Path) -> None:
     found = problems(tmp_path, MINIMAL + "trusted_proxies: &loop [*loop]\n")
     assert found[0] == "8: trusted_proxies[0]: recursive alias (a node that contains itself)", found

@@ -8,6 +8,7 @@ mistakes. Anchors, aliases and `<<` merge keys work as in YAML 1.1.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +88,7 @@ def kind_of(value: object) -> str:
 
 def format_path(path: Path) -> str:
     """`routes[0].match.prefix`; keys that are not plain words are quoted (`upstreams["a.b"]`) so
-    the path stays unambiguous."""
+    the path stays unambiguous and on one line."""
     if not path:
         return "(root)"
     out: list[str] = []
@@ -97,8 +98,7 @@ def format_path(path: Path) -> str:
         elif item and all(c.isascii() and (c.isalnum() or c in "_-") for c in item):
             out.append(f".{item}" if out else item)
         else:
-            escaped = item.replace("\\", "\\\\").replace('"', '\\"')
-            out.append(f'["{escaped}"]')
+            out.append(f"[{json.dumps(item, ensure_ascii=False)}]")
     return "".join(out)
 
 
