@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,14 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def _version(get: Callable[[], str]) -> str | None:
+    """A tool's version, None when it is not installed (a Locust run needs no wrk)."""
+    try:
+        return get()
+    except RuntimeError:
+        return None
+
+
 def describe(need_fastgw: bool = True) -> dict[str, Any]:
     mem_kib = next((int(line.split()[1]) for line in _read("/proc/meminfo").splitlines() if line.startswith("MemTotal:")), 0)
     governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor").strip() or None
@@ -53,8 +62,8 @@ def describe(need_fastgw: bool = True) -> dict[str, Any]:
         "cpufreq_governor": governor,
         "kernel": f"{platform.system()} {platform.release()} {platform.version()}",
         "python": sys.version.split()[0],
-        "nginx": nginx.version(),
-        "wrk": wrk.version(),
+        "nginx": _version(nginx.version),
+        "wrk": _version(wrk.version),
         "fastgw": gateway.version() if need_fastgw else None,
         "git_commit": git_commit(),
     }

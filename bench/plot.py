@@ -71,3 +71,27 @@ def plot(doc: Mapping[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_locust(history: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
+    """Latency percentiles over time above, achieved rate and failures below: a p99 that climbs
+    while the rate holds is the pattern this exists to show."""
+    if not history:
+        return
+    t0 = history[0]["t"]
+    ts = [r["t"] - t0 for r in history]
+    fig, (ax_lat, ax_rate) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    for key, color in (("p50", "#1565c0"), ("p95", "#ef6c00"), ("p99", "#c62828")):
+        ax_lat.plot(ts, [r[key] for r in history], label=key, color=color)
+    ax_lat.set_ylabel("latency (ms, Locust)")
+    ax_lat.grid(alpha=0.3)
+    ax_lat.legend()
+    ax_rate.plot(ts, [r["rps"] for r in history], label="requests/s", color="#2e7d32")
+    ax_rate.plot(ts, [r["failures_per_s"] for r in history], label="failures/s", color="#c62828")
+    ax_rate.set_xlabel("seconds")
+    ax_rate.grid(alpha=0.3)
+    ax_rate.legend()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

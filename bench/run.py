@@ -69,12 +69,12 @@ class Backend:
         return f"{self.host}:{self.port}"
 
 
-def parse_backend_url(url: str) -> tuple[str, int, str]:
-    """The user's backend as (host, port, path); loopback only, so a benchmark can never be
+def parse_loopback_url(url: str, option: str) -> tuple[str, int, str]:
+    """A user-given server as (host, port, path); loopback only, so that a benchmark can never be
     pointed at someone else's machine."""
     parts = urlsplit(url)
     if parts.scheme != "http":
-        raise ValueError(f"--backend {url}: only http:// URLs")
+        raise ValueError(f"{option} {url}: only http:// URLs")
     host = parts.hostname or ""
     if host == "localhost":
         host = "127.0.0.1"
@@ -83,9 +83,9 @@ def parse_backend_url(url: str) -> tuple[str, int, str]:
     except ValueError:
         loopback = False
     if not loopback:
-        raise ValueError(f"--backend {url}: the host must be a loopback address (127.0.0.0/8, ::1, localhost)")
+        raise ValueError(f"{option} {url}: the host must be a loopback address (127.0.0.0/8, ::1, localhost)")
     if ":" in host:
-        raise ValueError(f"--backend {url}: IPv6 backends are not supported by the bench configs; use 127.0.0.1")
+        raise ValueError(f"{option} {url}: IPv6 backends are not supported by the bench configs; use 127.0.0.1")
     path = parts.path or "/"
     return host, parts.port or 80, path + (f"?{parts.query}" if parts.query else "")
 
@@ -155,7 +155,7 @@ class Bench:
 
     def start_backend(self) -> Backend:
         if self.opts.backend_url:
-            host, port, path = parse_backend_url(self.opts.backend_url)
+            host, port, path = parse_loopback_url(self.opts.backend_url, "--backend")
             return Backend(host, port, path, None)
         workers = self.opts.backend_workers or max(p.wrk_threads for p in self.placements.values())
         prefix = self.tmp / "backend"
@@ -276,6 +276,9 @@ class Bench:
 
 def main(opts: Options, emit: Callable[[str], None] = print) -> int:
     install_cleanup()
+    wrk.binary()
+    if opts.backend_url is None or "nginx" in opts.targets:
+        nginx.binary()
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     bench = Bench(opts)
     m = bench.doc["machine"]
