@@ -10,7 +10,10 @@
 #
 # `consume` with the C clock creates no Python object and never calls Python; the results of the
 # last decision are plain C fields of the (per-process, single-threaded) table object.
+# The classes are final so that these calls from Cython are direct C calls, with no check for
+# a Python subclass overriding them.
 
+cimport cython
 from cpython.buffer cimport Py_buffer
 from libc.stdint cimport int64_t, uint64_t
 
@@ -41,6 +44,7 @@ cdef struct GcraOutcome:
     int64_t retry_after_ns   # until the same n would be allowed; INT64_MAX if n > burst
     int64_t reset_after_ns   # until the bucket is full again
 
+@cython.final
 cdef class Limit:
     # Integer ns constants derived once from (rate, burst), so decisions need no float math.
     cdef readonly double rate
@@ -49,6 +53,7 @@ cdef class Limit:
     cdef readonly int64_t tau_ns        # bucket depth in ns: burst * interval_ns, rounded
     cdef readonly int64_t max_n         # largest n that can ever be allowed (tau // interval)
 
+@cython.final
 cdef class TokenBucket:
     # A process-local bucket: one tat word, no locking.
     cdef readonly Limit limit
@@ -58,6 +63,7 @@ cdef class TokenBucket:
     cpdef bint consume(self, int n=*) except -1
     cpdef double time_to_next(self) except -1.0
 
+@cython.final
 cdef class BucketTable:
     # Open addressing over `capacity` (power of two) slots in a caller-provided shared buffer;
     # each key probes a window of PROBE_WINDOW consecutive slots from `key & mask`.

@@ -99,9 +99,9 @@ cdef class Limit:
             raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
         if not (isfinite(burst) and burst >= 1):
             raise ValueError(f"burst must be a finite number >= 1, got {burst!r}")
-        cdef double interval = 1e9 / rate
-        if interval < 0.5:
+        if rate > 1e9:
             raise ValueError(f"rate {rate!r}/s is above one token per ns")
+        cdef double interval = 1e9 / rate
         if interval * burst >= <double>BUCKET_MAX_SPAN_NS:
             raise ValueError(f"burst / rate ({burst!r} / {rate!r}) spans more than 2**61 ns")
         self.rate = rate
@@ -187,8 +187,10 @@ cdef class BucketTable:
       slot can each take a different slot; lookups use the first one, so the decisions made on
       the other during that race (about one per racing worker) are not charged to the key.
 
-    Size `capacity` to the number of keys active within `burst / rate` (the config layer
-    defaults to 65536): then windows keep full slots to reuse and evictions stay at 0.
+    So size `capacity` against the keys active at once (a key is active for up to burst/rate
+    after its last request; `stats()['active']`). Measured with 8-slot windows, evictions per
+    new key: none at active = capacity/8, 1.5e-4 at capacity/4, 2e-2 at capacity/2. The config
+    layer's default of 65536 slots (1 MiB) thus serves about 16k active keys.
     """
 
     def __cinit__(self):
@@ -340,7 +342,8 @@ cdef class BucketTable:
 
         `used` counts slots ever claimed (it only grows); `active` counts buckets not full now,
         the number that matters against `capacity`; `evictions` counts non-full buckets dropped
-        for lack of room, each a possible excess of up to one burst.
+        for lack of room, each a possible excess of up to one burst. Scans the whole table, so
+        it is for a metrics scrape, not the request path.
         """
         cdef uint64_t now
         cdef uint64_t i, used = 0, active = 0

@@ -1,0 +1,1 @@
+"""Micro-benchmarks of the compiled core against the plain-Python models."""
