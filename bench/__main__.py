@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.run import TARGETS, Options, main
+from bench.run import TARGETS, Options, main, parse_loopback_url
 from bench.scenarios import SCENARIOS
 
 
@@ -64,6 +64,11 @@ def cli(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.duration <= 0 or args.repeats < 1 or args.connections < 1:
         parser().error("--duration, --repeats and --connections must be positive")
+    if args.backend:
+        try:
+            parse_loopback_url(args.backend, "--backend")
+        except ValueError as exc:
+            parser().error(str(exc))
     opts = Options(
         duration_s=args.duration, repeats=args.repeats, warmup_s=max(0, args.warmup), workers=args.workers,
         scenarios=args.scenarios, targets=args.targets, connections=args.connections, threads=args.threads,

@@ -25,7 +25,9 @@ def version() -> str:
     return __version__
 
 
-def config(port: int, workers: int, upstream: str, keepalive: int, access_log: Path, scenarios: Sequence[Scenario]) -> dict[str, Any]:
+def config(
+    port: int, workers: int, upstream: str, keepalive: int, access_log: Path, scenarios: Sequence[Scenario],
+) -> dict[str, Any]:
     """The gateway's side of the comparison: the same worker count, upstream pool size and
     timeouts as the nginx proxy, and a JSON access log like the one nginx writes."""
     doc: dict[str, Any] = {

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         parser().error("--rate, --users and --duration must be positive")
     install_cleanup()
     args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     prefix = args.out / f"locust-{stamp}"
     tmp = Path(tempfile.mkdtemp(prefix="fastgw-locust-"))
     try:
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "kind": "fastgw-bench-locust", "format": 1, "command": [Path(sys.executable).name, "-m", "bench.locust_run",
                                                                 *(argv if argv is not None else sys.argv[1:])],
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine.describe(need_fastgw=args.target is None), "load_average_end": machine.load_average(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "target": host, "locust_exit_status": code, "final_ms": final, "history_ms": history,

@@ -10,6 +10,7 @@ unpinned and is reported as oversubscribed.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,7 +74,5 @@ def set_tree_affinity(root: int, cpus: tuple[int, ...] | None, proc: Path = Path
         except OSError:
             continue
         for tid in tids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.sched_setaffinity(tid, target)
-            except ProcessLookupError:
-                pass

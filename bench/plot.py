@@ -26,7 +26,7 @@ def plot(doc: Mapping[str, Any], path: Path) -> None:
     if not cases:
         return
     fig, axes = plt.subplots(len(cases), 3, figsize=(18, 4.8 * len(cases)), squeeze=False)
-    for row_axes, case in zip(axes, cases):
+    for row_axes, case in zip(axes, cases, strict=True):
         summary = case["summary"]
         scenarios, targets = _grid(summary)
         by_key = {(r["scenario"], r["target"]): r for r in summary}

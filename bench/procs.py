@@ -8,6 +8,7 @@ and SIGHUP are turned into SystemExit so that the `finally` blocks run on those 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import signal
@@ -131,14 +132,10 @@ class Server:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 pass
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
         self._reader.join(2)
         self._log_file.close()
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,6 +104,18 @@ def _probe(host: str, port: int, path: str, scenario: Scenario) -> int:
         conn.close()
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """A target as wrk sees it, with the proxy whose process tree is accounted (None for direct)."""
+
+    host: str
+    port: int
+    server: Server | None
+    #: Emptied after every run: both proxies append (O_APPEND) a line per request, gigabytes over
+    #: a full run, and truncating keeps the per-request write cost while bounding the disk used.
+    access_log: Path | None
+
+
 class Bench:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
@@ -111,7 +123,7 @@ class Bench:
         self.cpus = sorted(os.sched_getaffinity(0))
         self.placements = {w: pinning.plan(self.cpus, w, opts.pin) for w in opts.workers}
         self.tmp = Path(tempfile.mkdtemp(prefix="fastgw-bench-"))
-        self.stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        self.stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         self.json_path = opts.out_dir / f"bench-{self.stamp}.json"
         self.png_path = opts.out_dir / f"bench-{self.stamp}.png"
         self.scripts = {s.name: self._script(s) for s in self.scenarios}
@@ -121,7 +133,7 @@ class Bench:
             "kind": "fastgw-bench-wrk",
             "format": 1,
             "command": [Path(sys.executable).name, "-m", "bench", *sys.argv[1:]],
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "status": "running",
             "machine": machine.describe(need_fastgw="fastgw" in opts.targets),
             "load_average": {"start": machine.load_average()},
@@ -165,23 +177,24 @@ class Bench:
         self.doc["backend"] = {"kind": "nginx return 200 / static 4 KiB file", "workers": workers, "address": f"127.0.0.1:{port}"}
         return Backend("127.0.0.1", port, None, server)
 
-    def start_proxies(self, workers: int, placement: pinning.Placement, backend: Backend) -> dict[str, tuple[int, Server | None]]:
-        """Each target's port and, for proxies, the server whose process tree is accounted."""
-        out: dict[str, tuple[int, Server | None]] = {}
+    def start_proxies(self, workers: int, placement: pinning.Placement, backend: Backend) -> dict[str, Endpoint]:
+        out: dict[str, Endpoint] = {}
         if "direct" in self.opts.targets:
-            out["direct"] = (backend.port, None)
+            out["direct"] = Endpoint(backend.host, backend.port, None, None)
         if "nginx" in self.opts.targets:
             prefix = self.tmp / f"nginx-w{workers}"
             prefix.mkdir()
             port = free_port()
             conf = nginx.proxy_config(prefix, port, workers, backend.address, self.opts.keepalive, self.scenarios)
-            out["nginx"] = (port, nginx.start("nginx", prefix, conf, port, workers, placement.proxy))
+            out["nginx"] = Endpoint("127.0.0.1", port, nginx.start("nginx", prefix, conf, port, workers, placement.proxy),
+                                    prefix / "access.log")
         if "fastgw" in self.opts.targets:
             workdir = self.tmp / f"fastgw-w{workers}"
             workdir.mkdir()
             port = free_port()
-            doc = gateway.config(port, workers, backend.address, self.opts.keepalive, workdir / "access.log", self.scenarios)
-            out["fastgw"] = (port, gateway.start(workdir, doc, placement.proxy))
+            log = workdir / "access.log"
+            doc = gateway.config(port, workers, backend.address, self.opts.keepalive, log, self.scenarios)
+            out["fastgw"] = Endpoint("127.0.0.1", port, gateway.start(workdir, doc, placement.proxy), log)
         return out
 
     # -- runs ------------------------------------------------------------------------------------
@@ -189,16 +202,18 @@ class Bench:
     def path_of(self, scenario: Scenario, backend: Backend) -> str:
         return backend.path if backend.path is not None else scenario.path
 
-    def measure(self, target: str, port: int, server: Server | None, scenario: Scenario, backend: Backend,
-                load: wrk.Load, cpus: tuple[int, ...] | None) -> dict[str, Any]:
-        url = f"http://{backend.host if target == 'direct' else '127.0.0.1'}:{port}{self.path_of(scenario, backend)}"
+    def measure(self, target: str, end: Endpoint, scenario: Scenario, backend: Backend, load: wrk.Load,
+                cpus: tuple[int, ...] | None) -> dict[str, Any]:
+        url = f"http://{end.host}:{end.port}{self.path_of(scenario, backend)}"
         argv = wrk.command(url, scenario, load, self.scripts[scenario.name], cpus)
-        roots = {"proxy": server.pid if server else None, "backend": backend.server.pid if backend.server else None}
+        roots = {"proxy": end.server.pid if end.server else None, "backend": backend.server.pid if backend.server else None}
         before = {k: tree_ticks(pid) for k, pid in roots.items() if pid}
         result, stdout = wrk.run(argv, load)
         after = {k: tree_ticks(pid) for k, pid in roots.items() if pid}
-        if server is not None and not server.alive():
-            raise server.fail("died during the run")
+        if end.server is not None and not end.server.alive():
+            raise end.server.fail("died during the run")
+        if end.access_log is not None and end.access_log.exists():
+            os.truncate(end.access_log, 0)
         return {
             "scenario": scenario.name,
             "target": target,
@@ -226,14 +241,13 @@ class Bench:
         emit(f"\n== workers={workers}: {placement.note}")
         if backend.server is not None:
             pinning.set_tree_affinity(backend.server.pid, placement.load)
-        servers = self.start_proxies(workers, placement, backend)
+        ends = self.start_proxies(workers, placement, backend)
         try:
-            for target, (port, _) in servers.items():
-                host = backend.host if target == "direct" else "127.0.0.1"
+            for target, end in ends.items():
                 for scenario in self.scenarios:
                     if target not in self.targets_for(scenario):
                         continue
-                    status = _probe(host, port, self.path_of(scenario, backend), scenario)
+                    status = _probe(end.host, end.port, self.path_of(scenario, backend), scenario)
                     if not 200 <= status < 400:
                         raise ServerError(f"{target} answered {status} to {scenario.method} {self.path_of(scenario, backend)} "
                                           f"({scenario.name}): fix the setup before measuring it")
@@ -242,11 +256,10 @@ class Bench:
                     targets = self.targets_for(scenario)
                     shift = repeat % len(targets)
                     for target in targets[shift:] + targets[:shift]:
-                        port, server = servers[target]
                         if repeat == 0 and self.opts.warmup_s:
                             warm = wrk.Load(load.threads, load.connections, self.opts.warmup_s)
-                            self.measure(target, port, server, scenario, backend, warm, placement.load)
-                        run = self.measure(target, port, server, scenario, backend, load, placement.load)
+                            self.measure(target, ends[target], scenario, backend, warm, placement.load)
+                        run = self.measure(target, ends[target], scenario, backend, load, placement.load)
                         run = {"workers": workers, "repeat": repeat, **run}
                         case["runs"].append(run)
                         self.done += 1
@@ -254,14 +267,14 @@ class Bench:
                 case["summary"] = report.summarize(case["runs"])
                 report.write_json(self.json_path, self.doc)
         finally:
-            for _, server in servers.values():
-                if server is not None:
-                    server.stop()
+            for end in ends.values():
+                if end.server is not None:
+                    end.server.stop()
         emit("\n" + report.table(case))
 
     def finish(self, status: str, emit: Callable[[str], None]) -> None:
         self.doc["status"] = status
-        self.doc["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.doc["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         self.doc["load_average"]["end"] = machine.load_average()
         report.write_json(self.json_path, self.doc)
         plot(self.doc, self.png_path)
