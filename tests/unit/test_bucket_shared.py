@@ -1,9 +1,10 @@
 """The shared bucket table (DESIGN §2, §8): one limit for the whole host whatever the worker count.
 
 The cross-process tests use real forked processes on a real MAP_SHARED mapping, as the master and
-its workers do. The sharpest one uses a limit of 1/hour with burst 1000: over a few seconds no
-token is added, so exactly 1000 decisions per key must be allowed however the workers interleave;
-one more would be a double-spent token, one fewer a lost update. Every child loop is bounded by
+its workers do. The sharpest one uses a limit of 1/hour with a large burst: during the test no
+token is added, so exactly `burst` decisions per key must be allowed however the workers
+interleave; one more would be a double-spent token, one fewer a lost update (the burst is large so
+that the race lasts long enough for all four workers to take part). Every child loop is bounded by
 count and time, and every child is reaped (killed after a timeout).
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import select
 import signal
 import time
+import traceback
 from typing import Callable, Iterator
 
 import pytest
@@ -60,6 +62,8 @@ class Children:
                     os.read(self.gate_r, 1)
                     os.write(w, json.dumps(work(index)).encode())
                     code = 0
+                except BaseException:
+                    traceback.print_exc()
                 finally:
                     os._exit(code)
             os.close(w)
@@ -154,7 +158,7 @@ def drain(table: core.BucketTable, keys: list[int], limit: core.Limit, index: in
 
 
 def test_no_token_is_lost_or_double_spent_across_processes() -> None:
-    burst = 30_000
+    burst = 100_000
     buf, table = shared_table(1024)
     limit = core.Limit(1 / 3600, burst)
     keys = [table.key_hash(b"api", k) for k in (b"alice", b"bob", b"carol")]
@@ -222,7 +226,7 @@ def test_a_worker_killed_mid_decision_leaves_the_table_consistent() -> None:
     """SIGKILL can land anywhere, including inside consume(). Each child counts its own allowed
     decisions in shared memory right after each one, so the victim's count can lag its decisions
     by at most the one it was killed in."""
-    burst = 100_000
+    burst = 300_000
     buf, table = shared_table(1024)
     limit = core.Limit(1 / 3600, burst)
     keys = [table.key_hash(b"api", k) for k in (b"a", b"b", b"c")]
