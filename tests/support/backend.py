@@ -5,7 +5,8 @@ chosen by the request path (see `_ROUTES`), and includes the broken upstream beh
 must survive (resets, garbage, bad framing, unrequested 101, bytes after a response). Responses
 are written byte by byte as specified here, never through an HTTP library, so that a test knows
 exactly what the gateway received. Requests are parsed by httptools (strict llhttp), so a request
-the gateway should not have forwarded shows up in `/stats` either as a request or as a parse error.
+the gateway should not have forwarded shows up in `/stats` either as a request (`requests` counts
+heads, `completed` requests received in full) or as a parse error.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ def body_bytes(n: int) -> bytes:
 class _Stats:
     connections: int = 0
     requests: int = 0
+    completed: int = 0
     parse_errors: int = 0
 
 
@@ -133,6 +135,8 @@ class _Connection:
 
     def on_message_complete(self) -> None:
         assert self.current is not None
+        if not self.current.path.startswith("/stats"):
+            self.server.stats.completed += 1
         self.done.append(self.current)
         self.current = None
 
@@ -390,7 +394,7 @@ async def _pid(conn: _Connection, req: _Request, args: list[str]) -> None:
 
 async def _stats(conn: _Connection, req: _Request, args: list[str]) -> None:
     s = conn.server.stats
-    body = {"requests": s.requests, "connections": s.connections, "parse_errors": s.parse_errors}
+    body = {"requests": s.requests, "completed": s.completed, "connections": s.connections, "parse_errors": s.parse_errors}
     await conn.send(200, [], json.dumps(body).encode())
 
 

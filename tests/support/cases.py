@@ -18,7 +18,7 @@ CORPUS = Path(__file__).resolve().parents[1] / "data" / "requests"
 
 _COMMON_KEYS = {"status", "closed", "upstream_requests"}
 _KEYS = {
-    "invalid": _COMMON_KEYS,
+    "invalid": _COMMON_KEYS | {"upstream_completed"},
     "valid": _COMMON_KEYS | {
         "upstream_method",
         "upstream_target",
@@ -42,8 +42,10 @@ class Case:
 
     `expect` keys: `status` (int, or a list of acceptable ones), `closed` (True: the gateway
     closes the connection after answering; False: it stays usable; absent: either),
-    `upstream_requests` (how many requests the backend receives; None where a case
-    deliberately leaves it open, with the reason in its description). Valid cases may also say what
+    `upstream_requests` (how many request heads reach the backend; None where a case
+    leaves it open, with the reason in its description), and for invalid cases
+    `upstream_completed` (how many requests the backend receives in full or cannot parse: the
+    check for body errors, which a streaming gateway finds only after sending the head on). Valid cases may also say what
     the backend receives: `upstream_method`, `upstream_target` (raw request target),
     `upstream_headers` (name -> value that must appear exactly once, or list of values in
     order), `upstream_headers_absent` (names), `upstream_headers_if_present` (name -> value it

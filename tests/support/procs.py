@@ -76,7 +76,8 @@ class Backend:
         self.stop()
 
     def stats(self) -> dict[str, int]:
-        """Counters since start: `requests` (excluding /stats), `connections`, `parse_errors`."""
+        """Counters since start: `requests` (heads received, excluding /stats), `completed`
+        (requests received in full), `connections`, `parse_errors`."""
         stats: dict[str, int] = http_get(self.port, "/stats").json()
         return stats
 

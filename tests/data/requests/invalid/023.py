@@ -1,2 +1,2 @@
-description = 'negative chunk size'
-expect = {'status': 400, 'closed': True, 'upstream_requests': 0}
+description = 'body error, found after a streaming gateway may have sent the head on: negative chunk size'
+expect = {'status': 400, 'closed': True, 'upstream_requests': None, 'upstream_completed': 0}

@@ -1,2 +1,2 @@
-description = 'chunk size with a 0x prefix'
-expect = {'status': 400, 'closed': True, 'upstream_requests': 0}
+description = 'body error, found after a streaming gateway may have sent the head on: chunk size with a 0x prefix'
+expect = {'status': 400, 'closed': True, 'upstream_requests': None, 'upstream_completed': 0}

@@ -1,2 +1,2 @@
-description = 'first chunk announces 2MiB, over max_body 1MiB (data not sent: the size line alone decides; upstream not asserted, a streaming gateway may have sent the head on)'
-expect = {'status': 413, 'closed': True, 'upstream_requests': None}
+description = 'chunked body over max_body 1MiB: one chunk of 1MiB+1 bytes, no last chunk sent (the gateway must answer once the limit is passed; the head may have gone upstream, the body must not)'
+expect = {'status': 413, 'closed': True, 'upstream_requests': None, 'upstream_completed': 0}
