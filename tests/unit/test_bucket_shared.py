@@ -17,7 +17,7 @@ import select
 import signal
 import time
 import traceback
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -62,7 +62,7 @@ class Children:
                     os.read(self.gate_r, 1)
                     os.write(w, json.dumps(work(index)).encode())
                     code = 0
-                except BaseException:
+                except BaseException:  # noqa: BLE001 - shown, then the exit code says it
                     traceback.print_exc()
                 finally:
                     os._exit(code)
@@ -300,6 +300,8 @@ def test_attach_validates_the_buffer() -> None:
         core.BucketTable(buf, 64)
     with pytest.raises(BufferError):
         buf.close()  # the table holds the buffer: unmapping it under a worker is impossible
+    del table
+    buf.close()
 
 
 def test_attached_tables_share_state_and_seed() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Hashable
+from collections.abc import Callable, Hashable
 
 NS = 1_000_000_000
 _M64 = (1 << 64) - 1
@@ -42,7 +42,7 @@ def key_hash(limit_id: bytes, key: bytes, seed: int) -> int:
 class Limit:
     """A (rate, burst) pair; the model needs no precomputation, the core does."""
 
-    __slots__ = ("rate", "burst")
+    __slots__ = ("burst", "rate")
 
     def __init__(self, rate, burst):
         if not (rate > 0 and math.isfinite(rate)):
@@ -56,7 +56,7 @@ class Limit:
 class _Bucket:
     """Token count, the instant it was last refilled, and the limit it was last used with."""
 
-    __slots__ = ("limit", "tokens", "last")
+    __slots__ = ("last", "limit", "tokens")
 
     def __init__(self, limit: Limit, now: int):
         self.limit = limit
