@@ -1,4 +1,5 @@
-"""The shared bucket table (DESIGN §2, §8): one limit for the whole host whatever the worker count.
+"""The shared bucket table (DESIGN §2, §8): a limit holds for the whole host, whatever the
+number of workers.
 
 The cross-process tests use real forked processes on a real MAP_SHARED mapping, as the master and
 its workers do. The sharpest one uses a limit of 1/hour with a large burst: during the test no

@@ -156,7 +156,9 @@ cdef class TokenBucket:
         cdef uint64_t now
         self._now(&now)
         cdef int64_t debt = <int64_t>(self._tat - now) if self._tat > now else 0
-        return (self.limit.tau_ns - debt) // self.limit.interval_ns if debt < self.limit.tau_ns else 0
+        if debt >= self.limit.tau_ns:
+            return 0
+        return (self.limit.tau_ns - debt) // self.limit.interval_ns
 
     @property
     def reset_after(self):
@@ -190,7 +192,7 @@ cdef class BucketTable:
     So size `capacity` against the keys active at once (a key is active for up to burst/rate
     after its last request; `stats()['active']`). Measured with 8-slot windows, evictions per
     new key: none at active = capacity/8, 1.5e-4 at capacity/4, 2e-2 at capacity/2. The config
-    layer's default of 65536 slots (1 MiB) thus serves about 16k active keys.
+    layer's default of 65536 slots (1 MiB) thus serves 8k active keys, 16k at a pinch.
     """
 
     def __cinit__(self):
