@@ -155,14 +155,10 @@ class _Connection:
         self.writer.close()
 
     async def _serve(self) -> None:
-        upgraded = False
         while True:
             while self.done:
-                req = self.done.popleft()
-                if not await self._respond(req) or upgraded:
+                if not await self._respond(self.done.popleft()):
                     return
-            if upgraded:
-                return
             if self.current is not None and self.current.expect_continue and not self.current.continue_sent:
                 self._send_continue(self.current)
             data = await self.reader.read(65536)
@@ -171,7 +167,7 @@ class _Connection:
             try:
                 self.parser.feed_data(data)
             except httptools.HttpParserUpgrade:
-                upgraded = True
+                pass  # the upgrade request is complete and not keep-alive: answered, then closed
             except httptools.HttpParserError as exc:
                 self.server.stats.parse_errors += 1
                 while self.done:

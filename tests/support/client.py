@@ -477,10 +477,6 @@ class LoadResult:
     failures: list[str] = field(default_factory=list)
     elapsed: float = 0.0
 
-    @property
-    def total(self) -> int:
-        return self.ok + self.failed
-
     def fail(self, what: str) -> None:
         self.failed += 1
         if len(self.failures) < 100:
