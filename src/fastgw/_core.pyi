@@ -3,7 +3,70 @@ from typing import Callable, Iterable
 
 # --- path normalization (_core_src/path.pyx) ---
 
+class PathError(ValueError):
+    """The path is malformed or ambiguous (DESIGN §8); the gateway answers 400."""
+
+def normalize_path(raw: bytes) -> bytes:
+    """Normalize once, before routing and auth, so one resource has one spelling. Returns `raw`
+    itself (no allocation) when it is already normal.
+
+    Raises PathError for anything that must be refused: no leading '/', bytes outside 0x21-0x7E,
+    '#', '\\', a bad '%' escape, %2F, %5C, %00, or '..' climbing above '/'.
+    """
+
 # --- routing (_core_src/trie.pyx) ---
+
+class RouteMatch:
+    """The answer of RouteTrie.match. Immutable because the 404, the 405s and the answers of
+    routes without params are prebuilt and shared by every request; only the trie makes them
+    (calling RouteMatch() raises TypeError)."""
+
+    @property
+    def status(self) -> int:
+        """200, 404 or 405."""
+    @property
+    def target(self) -> object:
+        """The object given to add(); None unless status is 200."""
+    @property
+    def params(self) -> dict[str, str] | None:
+        """`{name}` / `{name*}` captures, still percent-encoded as in the normalized path; None
+        when the route has no params."""
+    @property
+    def allow(self) -> bytes | None:
+        """For 405, the Allow header value (b"GET, POST"); else None."""
+    @property
+    def prefix_len(self) -> int:
+        """For a prefix route, the length of the prefix without its trailing slash (0 for '/'),
+        which is what strip_prefix removes; else 0."""
+
+class RouteTrie:
+    """The compiled route table of one config generation: add() every route at load, then
+    match() per request."""
+
+    def __init__(self) -> None: ...
+    def add(
+        self,
+        target: object,
+        *,
+        path: str | None = None,
+        prefix: str | None = None,
+        methods: Iterable[str] | None = None,
+        host: str | None = None,
+    ) -> None:
+        """Validate at load so request time never has to. Exactly one of `path` (exact, or with
+        whole-segment `{name}` and a last `{name*}`) and `prefix` (literal, whole segments), in
+        normal form. `methods` None = any; `host` None = any, or a name, or `*.suffix`.
+
+        Raises ValueError on a bad pattern, method or host, or on a duplicate (same host, same
+        pattern shape, overlapping methods); TypeError on wrong argument types; RuntimeError
+        after freeze(). A rejected route leaves the trie unchanged.
+        """
+    def freeze(self) -> None:
+        """Refuse later add() calls, so a trie serving requests never changes under them."""
+    def match(self, host: bytes, method: bytes, path: bytes) -> RouteMatch:
+        """`host` is the Host header as received (case, port and trailing dot are ignored);
+        `path` must come from normalize_path. Host-specific routes are preferred over host-less
+        ones; 404 and 405 are answers, never exceptions."""
 
 # --- rate limiting (_core_src/bucket.pyx) ---
 

@@ -31,6 +31,22 @@ def _pid_from(args: argparse.Namespace) -> int:
         raise SystemExit(1) from None
 
 
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs; an exited process its parent has not reaped yet (a zombie)
+    counts as stopped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         config = load(args.config)
@@ -77,9 +93,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
         return 1
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _running(pid):
             print(f"fastgw: master {pid} stopped")
             return 0
         time.sleep(0.05)

@@ -52,6 +52,7 @@ class Runtime:
         self.access = AccessLogWriter(config.access_log)
         self.connections: set[Any] = set()
         self.draining = False
+        self.drain_started = 0.0
         self.tasks: set[asyncio.Task[Any]] = set()
         self.requests_routed = 0
         self._trusted = config.trusted_proxies
@@ -112,6 +113,7 @@ class Runtime:
 
     def drain(self) -> None:
         self.draining = True
+        self.drain_started = self.loop.time()
         for conn in tuple(self.connections):
             conn.drain()
 

@@ -48,6 +48,7 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Reasons to stop reading from the client (a bit each; reading resumes when none is left).
 _P_QUEUE, _P_UPSTREAM, _P_BUFFER = 1, 2, 4
 _BODY_BUFFER = 256 * 1024
+DRAIN_FIRST_REQUEST = 1.0
 
 
 class Reject(Exception):
@@ -61,7 +62,7 @@ class Reject(Exception):
 class ClientProtocol(asyncio.Protocol):
     __slots__ = (
         "rt", "listener", "transport", "parser", "req", "active", "queue", "up", "paused",
-        "write_paused", "closing", "peer", "trusted", "last_active", "deferred",
+        "write_paused", "closing", "peer", "trusted", "last_active", "deferred", "out", "served", "last_host",
     )
 
     def __init__(self, rt: Runtime, listener: ListenerInfo) -> None:
@@ -80,6 +81,13 @@ class ClientProtocol(asyncio.Protocol):
         self.trusted = False
         self.last_active = rt.clock.now
         self.deferred: Reject | None = None
+        self.served = 0
+        self.last_host: bytes | None = None
+        """The last Host value found valid on this connection: keep-alive clients repeat it, so
+        it is checked once."""
+        self.out: list[bytes] = []
+        """Response bytes produced while parsing one upstream read, written with one writev by
+        `flush` when the read is done."""
 
     # ---- asyncio callbacks -------------------------------------------------------------------
 
@@ -252,8 +260,9 @@ class ClientProtocol(asyncio.Protocol):
     def _start(self, req: Request) -> None:
         rt = self.rt
         self.active = req
+        self.served += 1
         rid = req.rid_in
-        if rid is None or len(rid) > 128 or rid.translate(None, _RID_CHARS):
+        if rid is None or not rid or len(rid) > 128 or rid.translate(None, _RID_CHARS):
             rid = rt.new_request_id()
         req.rid = rid
         version = req.version
@@ -263,7 +272,14 @@ class ClientProtocol(asyncio.Protocol):
             return self._local_error(req, 400, "duplicate Host header", close=True)
         if req.host_count == 0 and version == "1.1":
             return self._local_error(req, 400, "missing Host header", close=True)
+        if req.host is not None and req.host != self.last_host:
+            if not _valid_host(req.host):
+                return self._local_error(req, 400, "invalid Host header", close=True)
+            self.last_host = req.host
         if req.te is not None:
+            if version == "1.0":
+                # RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
+                return self._local_error(req, 400, "Transfer-Encoding in an HTTP/1.0 request", close=True)
             status, message = _check_te(req.te)
             if status:
                 return self._local_error(req, status, message, close=True)
@@ -413,11 +429,11 @@ class ClientProtocol(asyncio.Protocol):
                 self.upstream_failed(conn, 502, "upstream switched protocols unrequested")
                 return
             if status != 100 and req.version == "1.1":
-                self.transport.write(self._response_head(req, status, headers, informational=True))
+                self.out.append(self._response_head(req, status, headers, informational=True))
             return
         req.status = status
         req.resp_started = True
-        self.transport.write(self._response_head(req, status, headers, informational=False))
+        self.out.append(self._response_head(req, status, headers, informational=False))
         if req.method == b"HEAD":
             # llhttp cannot be told the response answers a HEAD, so it would wait for the body the
             # headers announce: the response ends here and the connection is not reused.
@@ -487,10 +503,13 @@ class ClientProtocol(asyncio.Protocol):
         if req is None or req.resp_nobody:
             return
         req.sent += len(body)
+        out = self.out
         if req.resp_chunked:
-            self.transport.writelines((b"%x\r\n" % len(body), body, b"\r\n"))
+            out.append(b"%x\r\n" % len(body))
+            out.append(body)
+            out.append(b"\r\n")
         else:
-            self.transport.write(body)
+            out.append(body)
 
     def upstream_message_complete(self, conn: UpstreamConnection) -> bool:
         """Returns True when the final response is complete (False after an informational one)."""
@@ -500,11 +519,19 @@ class ClientProtocol(asyncio.Protocol):
         if not req.resp_started:
             return False
         if req.resp_chunked:
-            self.transport.write(b"0\r\n\r\n")
+            self.out.append(b"0\r\n\r\n")
         return True
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            self.out = []
+            if self.transport is not None:
+                self.transport.writelines(out)
 
     def upstream_complete(self, conn: UpstreamConnection) -> None:
         """Called once the read that completed the response is fully parsed."""
+        self.flush()
         req = self.active
         self.up = None
         if req is None:
@@ -589,6 +616,7 @@ class ClientProtocol(asyncio.Protocol):
         """Answers a request locally. The request body, if any, is not read: the connection closes
         unless the body is already complete, so the next request can never start mid-body."""
         close = close or self.closing or not req.keep_alive or not req.body_done
+        self.flush()
         req.status = status
         req.resp_started = True
         req.resp_close = close
@@ -609,7 +637,20 @@ class ClientProtocol(asyncio.Protocol):
     def reject(self, status: int, message: str | None = None) -> None:
         """Refuses what the parser is reading and closes: once framing is in doubt, nothing more
         on this connection can be trusted."""
-        if self.active is not None and not self.active.finished:
+        active = self.active
+        if active is not None and not active.finished and self.req is active:
+            # The body of the request being proxied is bad (framing, size): the upstream must
+            # never see it complete, so its connection is dropped before answering.
+            up = self.up
+            if up is not None:
+                self.up = None
+                up.abort()
+            if active.resp_started:
+                self._abort(active)
+            else:
+                self._local_error(active, status, message, close=True)
+            return
+        if active is not None and not active.finished:
             if self.deferred is None:
                 self.deferred = Reject(status, message)
             self._pause(_P_QUEUE)
@@ -643,6 +684,7 @@ class ClientProtocol(asyncio.Protocol):
     def _abort(self, req: Request) -> None:
         """The response was already under way: the only honest signal left is a reset."""
         req.finished = True
+        self.out = []
         if req.status == 0:
             req.status = 502
         self._log(req)
@@ -702,14 +744,46 @@ class ClientProtocol(asyncio.Protocol):
             if now - req.start > rt.header_timeout:
                 self.reject(408)
             return
-        if now - self.last_active > rt.idle_timeout:
+        if now - self.last_active > rt.idle_timeout or (
+            rt.draining and (self.served or now - rt.drain_started > DRAIN_FIRST_REQUEST)
+        ):
             self.transport.close()
 
     def drain(self) -> None:
-        """Stop after the current exchange; an idle connection closes now."""
+        """Stop after the current exchange. An idle keep-alive connection closes now; one that
+        was accepted but has not sent its first request yet (it may have been queued before the
+        worker stopped accepting) gets DRAIN_FIRST_REQUEST seconds to send it."""
         self.closing = True
-        if self.active is None and self.req is None:
+        if self.active is None and self.req is None and self.served:
             self.transport.close()
+
+
+_HOST_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=%:[]"
+_DIGITS = b"0123456789"
+
+
+def _valid_host(host: bytes) -> bool:
+    """RFC 9110 §7.2 / RFC 3986 §3.2.2: uri-host [":" port]; no userinfo, spaces or controls."""
+    if not host or host.translate(None, _HOST_CHARS):
+        return False
+    if host[:1] == b"[":
+        end = host.find(b"]")
+        if end < 0:
+            return False
+        rest = host[end + 1 :]
+        name = host[1:end]
+        if not name or name.translate(None, b"0123456789abcdefABCDEF:."):
+            return False
+    else:
+        colon = host.find(b":")
+        if colon < 0:
+            return host.find(b"[") < 0 and host.find(b"]") < 0
+        rest = host[colon:]
+        if host.find(b"[") >= 0 or host.find(b"]") >= 0:
+            return False
+    if not rest:
+        return True
+    return rest[:1] == b":" and len(rest) <= 6 and not rest[1:].translate(None, _DIGITS)
 
 
 def _tokens(value: bytes, into: set[bytes] | None) -> set[bytes] | None:

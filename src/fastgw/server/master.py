@@ -28,6 +28,8 @@ BOOT_TIMEOUT = 30.0
 HEARTBEAT_TIMEOUT = 30.0
 """A ready worker silent for this long is stuck (its loop is blocked) and is killed."""
 MAX_BACKOFF = 5.0
+OLD_ACCEPT_TIMEOUT = 5.0
+"""Seconds the announcement of a reloaded generation waits for old workers to stop accepting."""
 
 
 @dataclass(eq=False)
@@ -39,6 +41,7 @@ class WorkerProc:
     started: float
     ready: bool = False
     stopping: bool = False
+    accepting: bool = True
     last_seen: float = 0.0
 
 
@@ -48,6 +51,7 @@ class Generation:
     config: Config
     workers: dict[int, WorkerProc] = field(default_factory=dict)
     announced: bool = False
+    promoted: float = 0.0
 
 
 class Master:
@@ -221,6 +225,8 @@ class Master:
         proc.last_seen = time.monotonic()
         if b"R" in data:
             proc.ready = True
+        if b"S" in data:
+            proc.accepting = False
 
     def _unregister(self, proc: WorkerProc) -> None:
         if proc.status_fd >= 0:
@@ -284,8 +290,7 @@ class Master:
             if at <= now:
                 del self.respawn_at[slot]
                 self._spawn(cur, slot)
-        if not cur.announced and cur.workers and all(w.ready for w in cur.workers.values()) \
-                and len(cur.workers) == cur.config.workers:
+        if not cur.announced and self._generation_serves_alone(cur, now):
             cur.announced = True
             self._announce(cur)
         pending = self.pending
@@ -302,6 +307,16 @@ class Master:
             elif not w.ready and now - w.started > BOOT_TIMEOUT and w.generation == cur.number:
                 self._kill(w.pid, signal.SIGKILL)
 
+    def _generation_serves_alone(self, gen: Generation, now: float) -> bool:
+        """Every worker of `gen` listens and no older worker still accepts, so from now on every
+        new connection gets this generation's configuration. An old worker that does not report
+        within OLD_ACCEPT_TIMEOUT (stuck) does not hold the announcement back."""
+        if len(gen.workers) != gen.config.workers or not all(w.ready for w in gen.workers.values()):
+            return False
+        return now >= gen.promoted + OLD_ACCEPT_TIMEOUT or not any(
+            w.accepting for w in self.workers.values() if w.generation < gen.number
+        )
+
     def _announce(self, gen: Generation) -> None:
         pids = ",".join(str(p) for p in sorted(gen.workers))
         process_log(f"master {os.getpid()} ready: generation {gen.number}, workers {pids}")
@@ -317,9 +332,10 @@ class Master:
         try:
             config = load(self.config_path)
         except ConfigError as exc:
-            process_log("reload failed: the new configuration is invalid; still serving the old one")
-            for line in exc.problems:
-                process_log(f"  {line}")
+            process_log(
+                "reload failed: the new configuration is invalid; still serving the old one\n"
+                + "\n".join(f"fastgw:   {line}" for line in exc.problems)
+            )
             return
         except Exception as exc:
             log_exception("reload", exc)
@@ -340,8 +356,7 @@ class Master:
         self.current = new
         self.config = new.config
         self.respawn_at.clear()
-        new.announced = True
-        self._announce(new)
+        new.promoted = time.monotonic()
         for w in list(old.workers.values()):
             w.stopping = True
             self._kill(w.pid, signal.SIGTERM)

@@ -2,7 +2,8 @@
 loop until told to drain or until the master disappears.
 
 The worker talks to the master through two pipes: a status pipe it writes (`R` once listening,
-`H` every second as a heartbeat) and a lifeline it reads, whose end-of-file means the master died.
+`H` every second as a heartbeat, `S` once it has stopped accepting) and a lifeline it reads, whose
+end-of-file means the master died.
 """
 from __future__ import annotations
 
@@ -111,6 +112,10 @@ class _Worker:
         self.stopping = True
         for server in self.servers:
             server.close()
+        try:
+            os.write(self.status_fd, b"S")
+        except OSError:
+            pass
         rt = self.rt
         rt.drain()
         self.loop.call_later(self.config.grace_period, self._finish)

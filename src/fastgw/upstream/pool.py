@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "pool", "transport", "parser", "client", "headers", "closed", "reused", "last_active",
-        "got_bytes", "done", "broken", "write_paused", "until_close",
+        "got_bytes", "done", "broken", "write_paused", "until_close", "keep_alive",
     )
 
     def __init__(self, pool: TargetPool) -> None:
@@ -37,6 +37,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.done = False
         self.broken = False
         self.write_paused = False
+        self.keep_alive = False
+        """llhttp's verdict, read at message complete: it resets its flags right after."""
         self.until_close = False
         """The response in progress has no length and ends when the upstream closes."""
 
@@ -65,6 +67,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if self.done and self.client is not None:
             client.upstream_complete(self)
+        else:
+            client.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -91,7 +95,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     # httptools callbacks
 
+    # Once the response is complete (`done`), whatever llhttp still parses from the same read is
+    # bytes after the response: ignored, and the connection is not reused (DESIGN §8).
+
     def on_message_begin(self) -> None:
+        if self.done:
+            self.broken = True
         self.headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -99,17 +108,18 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         client = self.client
-        if client is not None:
+        if client is not None and not self.done:
             client.upstream_head(self, self.parser.get_status_code(), self.headers)
 
     def on_body(self, body: bytes) -> None:
         client = self.client
-        if client is not None:
+        if client is not None and not self.done:
             client.upstream_body(body)
 
     def on_message_complete(self) -> None:
         client = self.client
-        if client is not None and client.upstream_message_complete(self):
+        if client is not None and not self.done and client.upstream_message_complete(self):
+            self.keep_alive = self.parser.should_keep_alive()
             self.done = True
 
     # exchange lifecycle
@@ -125,7 +135,7 @@ class UpstreamConnection(asyncio.Protocol):
         """Ends the exchange: back to the pool when the response was complete and framed, closed
         otherwise (any doubt about where the next response starts means no reuse)."""
         self.client = None
-        if reusable and not self.broken and not self.closed and self.parser.should_keep_alive():
+        if reusable and not self.broken and not self.closed and self.keep_alive:
             self.pool.give(self)
         else:
             self.abort()
