@@ -63,7 +63,7 @@ bench: compile sysdeps-bench
 bench-micro: compile
 	$(PY) -m bench.micro
 
-locust: compile
+locust: compile sysdeps-bench
 	$(PY) -m bench.locust_run $(LOCUST_ARGS)
 
 clean:

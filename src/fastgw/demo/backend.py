@@ -60,7 +60,11 @@ class DemoBackend(asyncio.Protocol):
 def main() -> None:
     name, port = sys.argv[1], int(sys.argv[2])
     loop = uvloop.new_event_loop()
-    server = loop.run_until_complete(loop.create_server(lambda: DemoBackend(name), "127.0.0.1", port))
+    try:
+        server = loop.run_until_complete(loop.create_server(lambda: DemoBackend(name), "127.0.0.1", port))
+    except OSError as exc:
+        sys.stderr.write(f"demo backend {name}: cannot listen on 127.0.0.1:{port}: {exc.strerror}\n")
+        raise SystemExit(1) from None
     try:
         loop.run_until_complete(server.serve_forever())
     except KeyboardInterrupt:
