@@ -216,6 +216,7 @@ def host_table(impl: types.ModuleType) -> Any:
     (b"x.eu.example.com", "deeper-wild"),
     (b"eu.example.com", "wild"),
     (b"example.com", "any"),
+    (b".example.com", "any"),
     (b"other.test", "any"),
     (b"", "any"),
     (b"[::1]:8080", "v6"),
@@ -426,6 +427,15 @@ def _answer(m: Any) -> tuple[object, ...]:
     return (m.status, m.target, m.params, m.allow, m.prefix_len)
 
 
+def _probes(kwargs: dict[str, Any]) -> list[tuple[bytes, bytes, bytes]]:
+    """Requests aimed at one route, so that random tables get hits, method misses and several
+    patterns competing for one path far more often than random paths would."""
+    pattern = kwargs.get("path") or kwargs["prefix"].rstrip("/") + "/b"
+    path = pattern.replace("{x}", "a").replace("{y}", "b").replace("{r*}", "a/b").encode()
+    hosts = [b"a.test", b"y.x.a.test"]
+    return [(h, m, path) for h in hosts for m in (b"GET", b"POST", b"DELETE")]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_routes, max_size=10), st.lists(_requests, min_size=1, max_size=12))
 def test_compiled_trie_agrees_with_model(routes: list[dict[str, Any]], requests: list[tuple[bytes, bytes, bytes]]) -> None:
@@ -439,5 +449,6 @@ def test_compiled_trie_agrees_with_model(routes: list[dict[str, Any]], requests:
             except ValueError as e:
                 outcomes.append(type(e))
         assert outcomes[0] == outcomes[1], kwargs
+        requests += _probes(kwargs)
     for host, method, path in requests:
         assert _answer(fast.match(host, method, path)) == _answer(model.match(host, method, path)), (host, method, path)
