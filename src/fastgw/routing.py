@@ -42,6 +42,11 @@ class RoutePlan:
     host_header: bytes | None
     group: Any = None
     """The worker's `UpstreamGroup` for this route, attached when the worker builds its pools."""
+    filters: tuple[Any, ...] = ()
+    """Request filters in route order (rate limits, later auth): each has
+    `on_request(proto, req) -> (status, message, header_lines) | None`; a tuple refuses the
+    request with that gateway error, None lets it go on. A filter may append rendered header
+    lines to `req.resp_extra`, which every response to the request carries."""
     default_host_line: bytes = b""
     """`host:` line for clients that sent none (HTTP/1.0): the upstream's first target."""
 

@@ -375,7 +375,7 @@ def test_body_over_limit_is_413_before_upstream(backend: Backend, tmp_path: Path
         chunked = build_request("POST", "/echo", [("Transfer-Encoding", "chunked")], host="x")
         streamed = raw_request(g.port, chunked + b"800\r\n" + b"a" * 2048 + b"\r\n0\r\n\r\n")
         assert streamed.status in (413,) or streamed.closed
-        assert backend.stats()["requests"] - before == 1  # only the /stats call itself
+        assert backend.stats()["requests"] == before  # /stats does not count itself
 
 
 def test_slow_reader_does_not_make_gateway_buffer_the_response(gw: Gateway) -> None:

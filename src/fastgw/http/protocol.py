@@ -8,6 +8,7 @@ configuration was compiled into its `RoutePlan`; nothing here reads configuratio
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -313,10 +314,19 @@ class ClientProtocol(asyncio.Protocol):
         req.plan = plan
         if req.cl > rt.max_body:
             return self._local_error(req, 413, close=True)
+        filters = plan.filters
+        if filters:
+            for f in filters:
+                reply = f.on_request(self, req)
+                if reply is not None:
+                    status, message, headers = reply
+                    return self._local_error(req, status, message, extra=headers)
         if plan.strip_len >= 0:
             path = path[plan.strip_len:] or b"/"
         req.head = self._upstream_head(req, plan, path)
-        pool = plan.group.pick()
+        pool = plan.group.pick(None)
+        if pool is None:
+            return self._local_error(req, 503, "no healthy upstream target")
         self._send_to(req, pool)
 
     def _upstream_head(self, req: Request, plan: Any, path: bytes) -> bytes:
@@ -386,10 +396,13 @@ class ClientProtocol(asyncio.Protocol):
     def _connect_failed(self, req: Request, pool: TargetPool, status: int, message: str) -> None:
         if req is not self.active:
             return
+        pool.on_failure("connect_error")
         group = req.plan.group
         if req.attempts < 2 and len(group.pools) > 1:
-            self._send_to(req, group.pick(exclude=pool))
-            return
+            other = group.pick(pool)
+            if other is not None:
+                self._send_to(req, other)
+                return
         self._local_error(req, status, message, close=not req.body_done)
 
     def _attach(self, req: Request, conn: UpstreamConnection) -> None:
@@ -472,6 +485,7 @@ class ClientProtocol(asyncio.Protocol):
             append(value)
             append(b"\r\n")
         append(plan.response_set)
+        append(req.resp_extra)
         append(b"x-request-id: " + req.rid + b"\r\n")
         if informational:
             append(b"\r\n")
@@ -538,6 +552,9 @@ class ClientProtocol(asyncio.Protocol):
             conn.release(False)
             return
         conn.release(req.req_sent and req.body_done)
+        pool = req.pool
+        if pool is not None:
+            pool.on_success(req.status, time.monotonic() - req.t0)
         req.finished = True
         self._log(req)
         if req.body_done:
@@ -566,8 +583,10 @@ class ClientProtocol(asyncio.Protocol):
                 req.req_sent = False
                 self._send_to(req, req.pool)
                 return
+            conn.pool.on_failure("reset")
             self._local_error(req, 502, "upstream closed the connection", close=not req.body_done)
             return
+        conn.pool.on_failure("reset")
         self._abort(req)
 
     def upstream_failed(self, conn: UpstreamConnection, status: int, message: str) -> None:
@@ -575,6 +594,7 @@ class ClientProtocol(asyncio.Protocol):
         self.up = None
         conn.broken = True
         conn.abort()
+        conn.pool.on_failure("timeout" if status == 504 else "protocol_error")
         if req is None:
             return
         if not req.resp_started:
@@ -624,7 +644,12 @@ class ClientProtocol(asyncio.Protocol):
         self.up = None
         self.transport.write(
             self.rt.replies.error(
-                status, req.rid, message=message, close=close, extra_headers=extra, head_only=req.method == b"HEAD"
+                status,
+                req.rid,
+                message=message,
+                close=close,
+                extra_headers=extra + req.resp_extra if req.resp_extra else extra,
+                head_only=req.method == b"HEAD",
             )
         )
         self._log(req)

@@ -13,7 +13,7 @@ class Request:
         "nheaders", "head_size", "raw_head", "head_done", "body", "body_len", "body_done",
         "plan", "rid", "t0", "start", "status", "sent", "upstream", "pool", "resp_started", "resp_chunked",
         "resp_close", "resp_nobody", "req_sent", "attempts", "head", "continue_sent", "finished",
-        "ua", "referer", "resp_chunked_up", "resp_cl_up",
+        "ua", "referer", "resp_chunked_up", "resp_cl_up", "resp_extra",
     )
 
     def __init__(self, now: float) -> None:
@@ -62,3 +62,5 @@ class Request:
         self.referer: bytes | None = None
         self.resp_chunked_up = False
         self.resp_cl_up = False
+        self.resp_extra = b""
+        """Header lines request filters add to the response (e.g. RateLimit-*), rendered."""

@@ -234,6 +234,13 @@ class TargetPool:
             if client is not None and now - conn.last_active > self.read_timeout:
                 client.upstream_timeout(conn)
 
+    def on_success(self, status: int, elapsed: float) -> None:
+        """An exchange with this target completed (any status): outlier detection and latency
+        tracking hook in here."""
+
+    def on_failure(self, kind: str) -> None:
+        """An exchange failed: `connect_error`, `reset`, `timeout` or `protocol_error`."""
+
     def close_all(self) -> None:
         self.draining = True
         for conn in self.idle:
@@ -259,7 +266,9 @@ class UpstreamGroup:
         self._current = [0] * len(self.pools)
         self._total = sum(self._weights)
 
-    def pick(self, exclude: TargetPool | None = None) -> TargetPool:
+    def pick(self, exclude: TargetPool | None) -> TargetPool | None:
+        """The target for the next attempt, other than `exclude` where possible; None when no
+        target may be used (then the request gets 503)."""
         pools = self.pools
         if len(pools) == 1:
             return pools[0]

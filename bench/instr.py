@@ -1,0 +1,149 @@
+"""Instructions per request, counted by callgrind: `python -m bench.instr`.
+
+Wall-clock CPU figures need a quiet machine; instruction counts do not. This runs one proxy worker
+(fastgw or nginx) under `valgrind --tool=callgrind`, sends a warm-up batch, zeroes the counters
+(`callgrind_control --dump`), sends a measured batch of sequential keep-alive requests, dumps again,
+and divides the second dump's total by the batch size. What it counts is user-space work only
+(the kernel's share of the same four syscalls per request is alike for both proxies), which is
+exactly the part Python adds. The top functions of the measured dump are printed so that every
+optimisation starts from a profile.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from bench import gateway, nginx
+from bench.procs import Server, free_port, install_cleanup, stop_all, tree_pids
+
+_REQUEST = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench-instr\r\nAccept: */*\r\n\r\n"
+_TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.M)
+
+
+def _valgrind(out_dir: Path, argv: list[str]) -> list[str]:
+    return [
+        "valgrind", "--tool=callgrind", "--trace-children=yes", "--dump-instr=no",
+        f"--callgrind-out-file={out_dir}/callgrind.%p", *argv,
+    ]
+
+
+def _send(port: int, n: int) -> None:
+    """`n` sequential requests on one keep-alive connection, each response read in full."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        for _ in range(n):
+            sock.sendall(_REQUEST)
+            buf = b""
+            while True:
+                buf += sock.recv(65536)
+                head_end = buf.find(b"\r\n\r\n")
+                if head_end < 0:
+                    continue
+                m = re.search(rb"(?i)content-length:\s*(\d+)", buf[:head_end])
+                if m and len(buf) >= head_end + 4 + int(m.group(1)):
+                    break
+
+
+def _dump(pid: int, out_dir: Path, before: set[Path]) -> Path:
+    subprocess.run(["callgrind_control", "--dump", str(pid)], check=True, capture_output=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        new = {p for p in out_dir.glob(f"callgrind.{pid}.*")} - before
+        done = [p for p in new if _TOTALS.search(p.read_text(errors="replace"))]
+        if done:
+            return done[0]
+        time.sleep(0.1)
+    raise RuntimeError(f"callgrind did not dump pid {pid}")
+
+
+def _worker_pid(master: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = [p for p in tree_pids(master) if p != master]
+        if kids:
+            return kids[0]
+        time.sleep(0.1)
+    raise RuntimeError("no worker process")
+
+
+def measure(target: str, backend_port: int, work: Path, warmup: int, requests: int, top: int) -> float:
+    out_dir = work / f"cg-{target}"
+    out_dir.mkdir()
+    port = free_port()
+    upstream = f"127.0.0.1:{backend_port}"
+    if target == "fastgw":
+        doc = gateway.config(port, 1, upstream, 64, work / "fastgw-access.log", [])
+        path = work / "fastgw.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        server = Server("fastgw", _valgrind(out_dir, [sys.executable, "-m", "fastgw", "run", "-c", str(path)]),
+                        work / "fastgw.log")
+        server.wait_line(gateway.READY, 300)
+    else:
+        prefix = work / "nginx-proxy"
+        prefix.mkdir()
+        conf = nginx.proxy_config(prefix, port, 1, upstream, 64, [])
+        server = Server("nginx", _valgrind(out_dir, [nginx.binary(), "-p", str(prefix), "-c", str(conf)]),
+                        prefix / "stderr.log")
+        server.wait_listening(port, 2, timeout=300)
+    try:
+        worker = _worker_pid(server.pid, 60)
+        _send(port, warmup)
+        first = _dump(worker, out_dir, set())
+        _send(port, requests)
+        second = _dump(worker, out_dir, {first})
+    finally:
+        server.stop(30)
+    total = int(_TOTALS.search(second.read_text(errors="replace")).group(1))  # type: ignore[union-attr]
+    per_request = total / requests
+    print(f"{target}: {per_request:,.0f} instructions/request (user space, {requests} requests after {warmup} warm-up)")
+    if top:
+        report = subprocess.run(
+            ["callgrind_annotate", "--inclusive=no", f"--threshold=99", str(second)],
+            capture_output=True, text=True, check=False,
+        ).stdout
+        rows = [line for line in report.splitlines() if re.match(r"^\s*[\d,]+ \(", line)]
+        for line in rows[:top]:
+            print("   ", line.strip()[:150])
+    return per_request
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-t", "--targets", default="fastgw,nginx")
+    ap.add_argument("-n", "--requests", type=int, default=2000)
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--top", type=int, default=25, help="functions to list from the profile (0: none)")
+    args = ap.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("valgrind not found: apt-get install valgrind", file=sys.stderr)
+        return 2
+    install_cleanup()
+    work = Path(tempfile.mkdtemp(prefix="fastgw-instr-"))
+    backend_port = free_port()
+    prefix = work / "nginx-backend"
+    prefix.mkdir()
+    backend = nginx.start("backend", prefix, nginx.backend_config(prefix, backend_port, 1), backend_port, 1, None)
+    try:
+        results = {t: measure(t, backend_port, work, args.warmup, args.requests, args.top)
+                   for t in args.targets.split(",")}
+    finally:
+        backend.stop()
+        stop_all()
+    if "fastgw" in results and "nginx" in results:
+        print(f"fastgw/nginx: {results['fastgw'] / results['nginx']:.2f}x instructions per request")
+    if os.environ.get("KEEP") != "1":
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
