@@ -324,7 +324,7 @@ class ClientProtocol(asyncio.Protocol):
         if plan.strip_len >= 0:
             path = path[plan.strip_len:] or b"/"
         req.head = self._upstream_head(req, plan, path)
-        pool = plan.group.pick(None)
+        pool = plan.group.pick(self, req, None)
         if pool is None:
             return self._local_error(req, 503, "no healthy upstream target")
         self._send_to(req, pool)
@@ -399,7 +399,7 @@ class ClientProtocol(asyncio.Protocol):
         pool.on_failure("connect_error")
         group = req.plan.group
         if req.attempts < 2 and len(group.pools) > 1:
-            other = group.pick(pool)
+            other = group.pick(self, req, pool)
             if other is not None:
                 self._send_to(req, other)
                 return

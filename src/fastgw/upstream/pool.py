@@ -266,9 +266,9 @@ class UpstreamGroup:
         self._current = [0] * len(self.pools)
         self._total = sum(self._weights)
 
-    def pick(self, exclude: TargetPool | None) -> TargetPool | None:
-        """The target for the next attempt, other than `exclude` where possible; None when no
-        target may be used (then the request gets 503)."""
+    def pick(self, proto: Any, req: Any, exclude: TargetPool | None) -> TargetPool | None:
+        """The target for the next attempt of `req` (from client connection `proto`), other than
+        `exclude` where possible; None when no target may be used (the request gets 503)."""
         pools = self.pools
         if len(pools) == 1:
             return pools[0]
