@@ -438,7 +438,8 @@ def _probes(kwargs: dict[str, Any]) -> list[tuple[bytes, bytes, bytes]]:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_routes, max_size=10), st.lists(_requests, min_size=1, max_size=12))
-def test_compiled_trie_agrees_with_model(routes: list[dict[str, Any]], requests: list[tuple[bytes, bytes, bytes]]) -> None:
+def test_compiled_trie_agrees_with_model(
+        routes: list[dict[str, Any]], requests: list[tuple[bytes, bytes, bytes]]) -> None:
     fast, model = core.RouteTrie(), pycore.RouteTrie()
     for i, kwargs in enumerate(routes):
         outcomes = []

@@ -4,6 +4,7 @@
 # params (their dict and RouteMatch) and for the rare 405 that merges several patterns.
 
 import re
+from collections.abc import Iterable
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -307,7 +308,7 @@ cdef class RouteTrie:
     # Config time
 
     def add(self, target: object, *, path: str | None = None, prefix: str | None = None,
-            methods=None, host: str | None = None) -> None:
+            methods: Iterable[str] | None = None, host: str | None = None) -> None:
         """Validates everything before touching the table, so a rejected route (bad pattern,
         duplicate) leaves the trie exactly as it was and config loading can report and go on."""
         if self._frozen:

@@ -7,8 +7,8 @@ wrong and the micro-benchmark has an honest baseline.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from fastgw._pycore.path import PathError, normalize_path
 
@@ -79,7 +79,7 @@ class _Route:
         elif len(parts) != len(pattern):
             return None
         params: dict[str, str] = {}
-        for (kind, value), part in zip(pattern, parts):
+        for (kind, value), part in zip(pattern, parts, strict=True):
             if kind == _LITERAL and part != value:
                 return None
             if kind == _PARAM and part == b"":
