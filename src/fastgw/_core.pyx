@@ -5,3 +5,4 @@
 include "_core_src/path.pyx"
 include "_core_src/trie.pyx"
 include "_core_src/bucket.pyx"
+include "_core_src/proto.pyx"

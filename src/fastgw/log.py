@@ -15,8 +15,8 @@ import orjson
 from fastgw.config.model import AccessLog
 
 if TYPE_CHECKING:
+    from fastgw._core import Request
     from fastgw.http.protocol import ClientProtocol
-    from fastgw.http.request import Request
 
 _FLUSH_AT = 64 * 1024
 

@@ -8,6 +8,7 @@ import os
 import time
 from typing import Any, Coroutine
 
+from fastgw._core import monotonic
 from fastgw.config.model import Address, Config
 from fastgw.http.replies import Replies
 from fastgw.log import AccessLogWriter, log_exception
@@ -33,7 +34,7 @@ class Runtime:
         self.config = config
         self.loop = loop
         self.generation = generation
-        self.clock = Clock(loop.time())
+        self.clock = Clock(monotonic())
         self.trie, self.plans = compile_routes(config)
         self.groups = {name: UpstreamGroup(up, self.clock, loop) for name, up in config.upstreams.items()}
         for plan in self.plans:
@@ -89,7 +90,7 @@ class Runtime:
         log_exception("request handling", exc)
 
     def log_request(self, proto: Any, req: Any) -> None:
-        self.access.write(proto, req, time.monotonic() - req.t0)
+        self.access.write(proto, req, req.duration)
 
     # sweeper
 
@@ -98,7 +99,7 @@ class Runtime:
         self._sweeper = self.loop.call_later(TICK, self._sweep)
 
     def _sweep(self) -> None:
-        now = self.loop.time()
+        now = monotonic()
         self.clock.now = now
         try:
             for conn in tuple(self.connections):
@@ -113,7 +114,7 @@ class Runtime:
 
     def drain(self) -> None:
         self.draining = True
-        self.drain_started = self.loop.time()
+        self.drain_started = monotonic()
         for conn in tuple(self.connections):
             conn.drain()
 

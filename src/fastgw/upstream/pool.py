@@ -1,151 +1,15 @@
-"""Per-worker upstream connections: keep-alive pools per target and the upstream side of an
-exchange.
+"""Per-worker upstream state: keep-alive pools per target and the group that picks a target.
 
-An `UpstreamConnection` parses responses with httptools and hands every event straight to the
-client protocol it is bound to; it carries no per-request object of its own, so an exchange on a
-pooled connection allocates nothing here.
+The connections themselves (`fastgw.upstream.connection.UpstreamConnection`, compiled in
+`fastgw._core`) parse responses and hand them to the client exchange they are bound to.
 """
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
-
-from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+from typing import Any
 
 from fastgw.config.model import Target, Upstream
-
-if TYPE_CHECKING:
-    from fastgw.http.protocol import ClientProtocol
-
-
-class UpstreamConnection(asyncio.Protocol):
-    __slots__ = (
-        "pool", "transport", "parser", "client", "headers", "closed", "reused", "last_active",
-        "got_bytes", "done", "broken", "write_paused", "until_close", "keep_alive",
-    )
-
-    def __init__(self, pool: TargetPool) -> None:
-        self.pool = pool
-        self.transport: Any = None
-        self.parser = HttpResponseParser(self)
-        self.client: ClientProtocol | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.closed = False
-        self.reused = False
-        self.last_active = 0.0
-        self.got_bytes = False
-        self.done = False
-        self.broken = False
-        self.write_paused = False
-        self.keep_alive = False
-        """llhttp's verdict, read at message complete: it resets its flags right after."""
-        self.until_close = False
-        """The response in progress has no length and ends when the upstream closes."""
-
-    # asyncio callbacks
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        client = self.client
-        if client is None or self.done:
-            # Bytes nobody asked for: the connection's framing can no longer be trusted.
-            self.broken = True
-            self.transport.abort()
-            return
-        self.got_bytes = True
-        self.last_active = self.pool.clock.now
-        try:
-            self.parser.feed_data(data)
-        except HttpParserUpgrade:
-            client.upstream_failed(self, 502, "upstream switched protocols unrequested")
-            return
-        except HttpParserError as exc:
-            if self.client is not None:
-                client.upstream_failed(self, 502, f"invalid upstream response: {exc}")
-            return
-        if self.done and self.client is not None:
-            client.upstream_complete(self)
-        else:
-            client.flush()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        client = self.client
-        if client is not None and not self.done:
-            if self.until_close and exc is None:
-                client.upstream_message_complete(self)
-                self.done = True
-                client.upstream_complete(self)
-                return
-            client.upstream_lost(self)
-        else:
-            self.pool.forget(self)
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-        if self.client is not None:
-            self.client.pause_for_upstream()
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        if self.client is not None:
-            self.client.resume_for_upstream()
-
-    # httptools callbacks
-
-    # Once the response is complete (`done`), whatever llhttp still parses from the same read is
-    # bytes after the response: ignored, and the connection is not reused (DESIGN §8).
-
-    def on_message_begin(self) -> None:
-        if self.done:
-            self.broken = True
-        self.headers = []
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        client = self.client
-        if client is not None and not self.done:
-            client.upstream_head(self, self.parser.get_status_code(), self.headers)
-
-    def on_body(self, body: bytes) -> None:
-        client = self.client
-        if client is not None and not self.done:
-            client.upstream_body(body)
-
-    def on_message_complete(self) -> None:
-        client = self.client
-        if client is not None and not self.done and client.upstream_message_complete(self):
-            self.keep_alive = self.parser.should_keep_alive()
-            self.done = True
-
-    # exchange lifecycle
-
-    def bind(self, client: ClientProtocol) -> None:
-        self.client = client
-        self.done = False
-        self.until_close = False
-        self.got_bytes = False
-        self.last_active = self.pool.clock.now
-
-    def release(self, reusable: bool) -> None:
-        """Ends the exchange: back to the pool when the response was complete and framed, closed
-        otherwise (any doubt about where the next response starts means no reuse)."""
-        self.client = None
-        if reusable and not self.broken and not self.closed and self.keep_alive:
-            self.pool.give(self)
-        else:
-            self.abort()
-
-    def abort(self) -> None:
-        self.client = None
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
-        self.pool.forget(self)
+from fastgw.upstream.connection import UpstreamConnection
 
 
 class Clock:
@@ -230,9 +94,12 @@ class TargetPool:
                     keep.append(conn)
             self.idle = keep
         for conn in tuple(self.busy):
-            client = conn.client
-            if client is not None and now - conn.last_active > self.read_timeout:
-                client.upstream_timeout(conn)
+            if conn.busy and now - conn.last_active > self.read_timeout:
+                conn.timed_out()
+
+    def begin(self) -> None:
+        """An attempt on this target starts; exactly one of on_success, on_failure or on_cancel
+        follows."""
 
     def on_success(self, status: int, elapsed: float) -> None:
         """An exchange with this target completed (any status): outlier detection and latency
@@ -240,6 +107,10 @@ class TargetPool:
 
     def on_failure(self, kind: str) -> None:
         """An exchange failed: `connect_error`, `reset`, `timeout` or `protocol_error`."""
+
+    def on_cancel(self) -> None:
+        """The attempt ended for a reason that says nothing about the target (the client left,
+        or a pooled connection turned out stale)."""
 
     def close_all(self) -> None:
         self.draining = True
@@ -257,14 +128,21 @@ Node 5 s is the exception — a stale-connection retry covers it)."""
 class UpstreamGroup:
     """The targets of one upstream, picked by smooth weighted round robin."""
 
-    __slots__ = ("name", "pools", "_weights", "_current", "_total")
+    __slots__ = ("name", "pools", "retry", "retry_statuses", "_weights", "_current", "_total")
 
     def __init__(self, upstream: Upstream, clock: Clock, loop: asyncio.AbstractEventLoop) -> None:
         self.name = upstream.name
+        self.retry: Any = ConnectErrorRetry()
+        """Asked by the protocol whether a failed attempt may be tried again elsewhere."""
+        self.retry_statuses: frozenset[int] | None = None
+        """Upstream statuses worth a retry (None: none), checked before `retry.allows`."""
         self.pools = [TargetPool(t, upstream, clock, loop) for t in upstream.targets]
         self._weights = [t.weight for t in upstream.targets]
         self._current = [0] * len(self.pools)
         self._total = sum(self._weights)
+
+    def on_request(self) -> None:
+        """Once per request routed to this upstream (the retry budget's denominator)."""
 
     def pick(self, proto: Any, req: Any, exclude: TargetPool | None) -> TargetPool | None:
         """The target for the next attempt of `req` (from client connection `proto`), other than
@@ -281,3 +159,14 @@ class UpstreamGroup:
                 best = i
         current[best] -= self._total
         return pools[best]
+
+
+class ConnectErrorRetry:
+    """The default policy (DESIGN §8): two attempts in all, and only after a connect error."""
+
+    __slots__ = ()
+    per_try_timeout = None
+    total_timeout = None
+
+    def allows(self, outcome: object, attempts: int, idempotent: bool, request_sent: bool) -> bool:
+        return outcome == "connect_error" and attempts < 2
