@@ -8,12 +8,13 @@ import os
 import time
 from typing import Any, Coroutine
 
-from fastgw._core import monotonic
+from fastgw._core import RequestIds, monotonic
 from fastgw.config.model import Address, Config
 from fastgw.http.replies import Replies
 from fastgw.log import AccessLogWriter, log_exception
 from fastgw.routing import compile_routes
 from fastgw.upstream.pool import Clock, UpstreamGroup
+from fastgw.upstream.shared import UpstreamShared
 
 TICK = 0.1
 """Seconds between sweeps: the resolution of every timeout and of the coarse clock."""
@@ -30,13 +31,19 @@ class ListenerInfo:
 
 
 class Runtime:
-    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, generation: int) -> None:
+    def __init__(
+        self, config: Config, loop: asyncio.AbstractEventLoop, generation: int,
+        shared: UpstreamShared | None = None, slot: int = 0,
+    ) -> None:
         self.config = config
         self.loop = loop
         self.generation = generation
         self.clock = Clock(monotonic())
         self.trie, self.plans = compile_routes(config)
-        self.groups = {name: UpstreamGroup(up, self.clock, loop) for name, up in config.upstreams.items()}
+        self.groups = {
+            name: UpstreamGroup(up, self.clock, loop, shared.view(up, slot) if shared is not None else None)
+            for name, up in config.upstreams.items()
+        }
         for plan in self.plans:
             group = self.groups[plan.upstream]
             plan.group = group
@@ -58,8 +65,7 @@ class Runtime:
         self.requests_routed = 0
         self._trusted = config.trusted_proxies
         self._trust_cache: dict[str, bool] = {}
-        self._rid_prefix = os.urandom(5).hex().encode() + b"-"
-        self._rid_counter = 0
+        self.ids = RequestIds(os.urandom(5).hex().encode() + b"-")
         self._sweeper: asyncio.TimerHandle | None = None
 
     def is_trusted(self, ip: str) -> bool:
@@ -75,12 +81,6 @@ class Runtime:
             self._trust_cache[ip] = cached
         return cached
 
-    def new_request_id(self) -> bytes:
-        """Unique per host without a syscall or uuid per request: a random per-worker prefix and
-        a counter."""
-        self._rid_counter += 1
-        return self._rid_prefix + b"%x" % self._rid_counter
-
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(coro)
         self.tasks.add(task)
@@ -88,9 +88,6 @@ class Runtime:
 
     def internal_error(self, exc: BaseException | None) -> None:
         log_exception("request handling", exc)
-
-    def log_request(self, proto: Any, req: Any) -> None:
-        self.access.write(proto, req, req.duration)
 
     # sweeper
 
@@ -107,6 +104,7 @@ class Runtime:
             for group in self.groups.values():
                 for pool in group.pools:
                     pool.sweep(now)
+                group.tick(now)
             self.access.tick(time.time())
         except Exception as exc:
             log_exception("sweeper", exc)

@@ -19,6 +19,14 @@ cdef struct OutBuf:
     Py_ssize_t cap
 
 
+@cython.final
+cdef class RequestIds:
+    cdef bytes prefix
+    cdef Py_ssize_t counter
+    cdef OutBuf buf
+    cpdef bytes next(self)
+
+
 cdef class Plan:
     cdef public int index
     cdef public str upstream
@@ -84,6 +92,17 @@ cdef class Request:
     cdef bint in_flight              # pool.begin() called, end not reported yet
 
 
+cdef class AccessLog:
+    cdef readonly int fd
+    cdef bint json
+    cdef OutBuf buf
+    cdef bytes now_text
+    cdef public object on_error
+
+    cdef int record(self, bytes peer, Request req) except -1
+    cpdef flush(self)
+
+
 cdef class UpstreamCore:
     cdef public object pool
     cdef public object transport
@@ -111,6 +130,8 @@ cdef class ClientCore:
     cdef object parser
     cdef object replies
     cdef RouteTrie trie
+    cdef AccessLog alog
+    cdef RequestIds ids
     cdef Request req
     cdef Request active
     cdef object queue

@@ -269,6 +269,27 @@ class Reject(Exception):
 
 # ---- the compiled route plan ------------------------------------------------------------------
 
+@cython.final
+cdef class RequestIds:
+    """X-Request-ID values unique per host without a syscall or uuid per request: a random
+    per-worker prefix and a hex counter."""
+
+    def __init__(self, bytes prefix):
+        self.prefix = prefix
+        self.counter = 0
+
+    cpdef bytes next(self):
+        cdef OutBuf* b = &self.buf
+        self.counter += 1
+        b.len = 0
+        _addb(b, self.prefix)
+        _add_int(b, self.counter, 16)
+        return _take(b)
+
+    def __dealloc__(self):
+        _buf_free(&self.buf)
+
+
 cdef class Plan:
     """What a request needs about its route, in wire form, built once per worker generation."""
 
@@ -454,6 +475,8 @@ cdef class ClientCore:
         self.parser = _RequestParser(self)
         self.replies = rt.replies
         self.trie = rt.trie
+        self.alog = rt.access.core
+        self.ids = rt.ids
         self.max_head = rt.max_head
         self.max_headers = rt.max_headers
         self.max_url = rt.max_url
@@ -656,7 +679,7 @@ cdef class ClientCore:
         self.served += 1
         cdef bytes rid = req.rid_in
         if rid is None or not rid or PyBytes_GET_SIZE(rid) > 128 or rid.translate(None, _RID_CHARS):
-            rid = rt.new_request_id()
+            rid = self.ids.next()
         req.rid = rid
         if req.ver == 0:
             return self._local_error(req, 400, "unsupported HTTP version", True)
@@ -1158,7 +1181,7 @@ cdef class ClientCore:
             req.t0 = _now()
         self.req = None
         if not req.rid:
-            req.rid = self.rt.new_request_id()
+            req.rid = self.ids.next()
         if not req.method:
             req.method = b"-"
         self.active = req
@@ -1206,7 +1229,7 @@ cdef class ClientCore:
 
     cdef _log(self, Request req):
         req.finished = True
-        self.rt.log_request(self, req)
+        self.alog.record(self.peer, req)
 
     # timeouts and draining (called by the worker's sweeper)
 
