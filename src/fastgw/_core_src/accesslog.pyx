@@ -17,11 +17,17 @@ cdef const char* _HEX = b"0123456789abcdef"
 
 cdef int _json_str(OutBuf* b, const char* s, Py_ssize_t n) except -1:
     """A JSON string body: bytes are read as Latin-1, so the record is always valid UTF-8 JSON."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, run = 0
     cdef unsigned char c
     cdef char esc[6]
     for i in range(n):
         c = <unsigned char>s[i]
+        if c != 34 and c != 92 and 0x20 <= c < 0x7f:
+            continue
+        # Copy the run of plain bytes before this one in one piece.
+        if i > run:
+            _add(b, s + run, i - run)
+        run = i + 1
         if c == 34 or c == 92:
             esc[0] = 92
             esc[1] = c
@@ -40,8 +46,8 @@ cdef int _json_str(OutBuf* b, const char* s, Py_ssize_t n) except -1:
                 esc[4] = _HEX[c >> 4]
                 esc[5] = _HEX[c & 15]
                 _add(b, esc, 6)
-        else:
-            _add(b, s + i, 1)
+    if n > run:
+        _add(b, s + run, n - run)
     return 0
 
 

@@ -178,6 +178,11 @@ cdef inline bint _response_drops(int hid) noexcept:
 
 
 cdef set _tokens(bytes value, set into):
+    """Header names a Connection header lists (RFC 9110 §7.6.1), other than close/keep-alive."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(value)
+    cdef const char* p = PyBytes_AS_STRING(value)
+    if (n == 10 and _ieq(p, b"keep-alive", 10)) or (n == 5 and _ieq(p, b"close", 5)):
+        return into
     cdef bytes token
     for token in value.split(b","):
         token = token.strip().lower()
