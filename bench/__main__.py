@@ -1,4 +1,5 @@
 """`python -m bench`: fastgw, nginx and the backend itself under wrk, in one run. See README.md."""
+
 from __future__ import annotations
 
 import argparse
@@ -39,23 +40,49 @@ def parser() -> argparse.ArgumentParser:
         epilog="scenarios: " + "; ".join(f"{s.name} ({s.summary})" for s in SCENARIOS),
     )
     p.add_argument("-d", "--duration", type=int, default=5, help="whole seconds per wrk run (default 5)")
-    p.add_argument("-r", "--repeats", type=int, default=5, help="runs per scenario and target; medians are reported (default 5)")
-    p.add_argument("--warmup", type=int, default=1, help="whole seconds of unrecorded load before the first run of each "
-                   "scenario and target (default 1; 0 for none)")
-    p.add_argument("-w", "--workers", type=_ints, default=(1, 2), help="proxy worker counts, one case each (default 1,2)")
+    p.add_argument(
+        "-r", "--repeats", type=int, default=5, help="runs per scenario and target; medians are reported (default 5)"
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="whole seconds of unrecorded load before the first run of each "
+        "scenario and target (default 1; 0 for none)",
+    )
+    p.add_argument(
+        "-w", "--workers", type=_ints, default=(1, 2), help="proxy worker counts, one case each (default 1,2)"
+    )
     p.add_argument("-s", "--scenarios", type=_csv, default=None, help="comma-separated scenario names (default: all)")
-    p.add_argument("-t", "--targets", type=_targets, default=TARGETS, help="subset of direct,nginx,fastgw (default: all)")
+    p.add_argument(
+        "-t", "--targets", type=_targets, default=TARGETS, help="subset of direct,nginx,fastgw (default: all)"
+    )
     p.add_argument("-c", "--connections", type=int, default=64, help="wrk connections (default 64)")
     p.add_argument("--threads", type=int, default=None, help="wrk threads (default: one per load CPU)")
     p.add_argument("--no-pin", dest="pin", action="store_false", help="run everything unpinned")
-    p.add_argument("--backend", metavar="URL", default=None,
-                   help="benchmark your own service instead of the built-in backend: http://127.0.0.1:PORT/PATH "
-                   "(loopback only); every scenario then requests PATH")
-    p.add_argument("--backend-workers", type=int, default=None, help="built-in backend's nginx workers "
-                   "(default: as many as wrk threads)")
-    p.add_argument("--keepalive", type=int, default=64, help="upstream keep-alive pool size of both proxies (default 64)")
-    p.add_argument("-o", "--out", type=Path, default=Path(__file__).resolve().parent / "out",
-                   help="output directory (default bench/out)")
+    p.add_argument(
+        "--backend",
+        metavar="URL",
+        default=None,
+        help="benchmark your own service instead of the built-in backend: http://127.0.0.1:PORT/PATH "
+        "(loopback only); every scenario then requests PATH",
+    )
+    p.add_argument(
+        "--backend-workers",
+        type=int,
+        default=None,
+        help="built-in backend's nginx workers (default: as many as wrk threads)",
+    )
+    p.add_argument(
+        "--keepalive", type=int, default=64, help="upstream keep-alive pool size of both proxies (default 64)"
+    )
+    p.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "out",
+        help="output directory (default bench/out)",
+    )
     p.add_argument("--keep-temp", action="store_true", help="keep the generated configs and server logs")
     return p
 
@@ -70,10 +97,20 @@ def cli(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser().error(str(exc))
     opts = Options(
-        duration_s=args.duration, repeats=args.repeats, warmup_s=max(0, args.warmup), workers=args.workers,
-        scenarios=args.scenarios, targets=args.targets, connections=args.connections, threads=args.threads,
-        pin=args.pin, backend_url=args.backend, backend_workers=args.backend_workers, keepalive=args.keepalive,
-        out_dir=args.out, keep_temp=args.keep_temp,
+        duration_s=args.duration,
+        repeats=args.repeats,
+        warmup_s=max(0, args.warmup),
+        workers=args.workers,
+        scenarios=args.scenarios,
+        targets=args.targets,
+        connections=args.connections,
+        threads=args.threads,
+        pin=args.pin,
+        backend_url=args.backend,
+        backend_workers=args.backend_workers,
+        keepalive=args.keepalive,
+        out_dir=args.out,
+        keep_temp=args.keep_temp,
     )
     try:
         return main(opts)

@@ -9,6 +9,7 @@ samples moves its time from its own fields into its parent's, and the total stay
 worker born between the samples is counted from zero, which is right since all of its time falls
 inside the run.
 """
+
 from __future__ import annotations
 
 import os
@@ -75,4 +76,3 @@ def us_per_request(ticks_before: int, ticks_after: int, requests: int, clk_tck: 
     if requests <= 0:
         return None
     return (ticks_after - ticks_before) * 1_000_000 / clk_tck / requests
-

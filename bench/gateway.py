@@ -1,6 +1,7 @@
 """fastgw under test: its bench config and its start, following the `fastgw run` contract (the
 master prints `fastgw: master <pid> ready: generation 1, workers <pid>,...` on stderr once every
 worker listens; SIGTERM stops it)."""
+
 from __future__ import annotations
 
 import re
@@ -26,7 +27,12 @@ def version() -> str:
 
 
 def config(
-    port: int, workers: int, upstream: str, keepalive: int, access_log: Path, scenarios: Sequence[Scenario],
+    port: int,
+    workers: int,
+    upstream: str,
+    keepalive: int,
+    access_log: Path,
+    scenarios: Sequence[Scenario],
 ) -> dict[str, Any]:
     """The gateway's side of the comparison: the same worker count, upstream pool size and
     timeouts as the nginx proxy, and a JSON access log like the one nginx writes."""
@@ -50,6 +56,8 @@ def config(
 def start(workdir: Path, doc: dict[str, Any], cpus: tuple[int, ...] | None) -> Server:
     path = workdir / "fastgw.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    server = Server("fastgw", taskset(cpus, [sys.executable, "-m", "fastgw", "run", "-c", str(path)]), workdir / "fastgw.log")
+    server = Server(
+        "fastgw", taskset(cpus, [sys.executable, "-m", "fastgw", "run", "-c", str(path)]), workdir / "fastgw.log"
+    )
     server.wait_line(READY, READY_TIMEOUT_S)
     return server

@@ -8,6 +8,7 @@ and divides the second dump's total by the batch size. What it counts is user-sp
 exactly the part Python adds. The top functions of the measured dump are printed so that every
 optimisation starts from a profile.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,12 @@ _TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.M)
 
 def _valgrind(out_dir: Path, argv: list[str]) -> list[str]:
     return [
-        "valgrind", "--tool=callgrind", "--trace-children=yes", "--dump-instr=no",
-        f"--callgrind-out-file={out_dir}/callgrind.%p", *argv,
+        "valgrind",
+        "--tool=callgrind",
+        "--trace-children=yes",
+        "--dump-instr=no",
+        f"--callgrind-out-file={out_dir}/callgrind.%p",
+        *argv,
     ]
 
 
@@ -84,15 +89,17 @@ def measure(target: str, backend_port: int, work: Path, warmup: int, requests: i
         doc = gateway.config(port, 1, upstream, 64, work / "fastgw-access.log", [])
         path = work / "fastgw.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
-        server = Server("fastgw", _valgrind(out_dir, [sys.executable, "-m", "fastgw", "run", "-c", str(path)]),
-                        work / "fastgw.log")
+        server = Server(
+            "fastgw", _valgrind(out_dir, [sys.executable, "-m", "fastgw", "run", "-c", str(path)]), work / "fastgw.log"
+        )
         server.wait_line(gateway.READY, 300)
     else:
         prefix = work / "nginx-proxy"
         prefix.mkdir()
         conf = nginx.proxy_config(prefix, port, 1, upstream, 64, [])
-        server = Server("nginx", _valgrind(out_dir, [nginx.binary(), "-p", str(prefix), "-c", str(conf)]),
-                        prefix / "stderr.log")
+        server = Server(
+            "nginx", _valgrind(out_dir, [nginx.binary(), "-p", str(prefix), "-c", str(conf)]), prefix / "stderr.log"
+        )
         server.wait_listening(port, 2, timeout=300)
     try:
         worker = _worker_pid(server.pid, 60)
@@ -107,8 +114,10 @@ def measure(target: str, backend_port: int, work: Path, warmup: int, requests: i
     print(f"{target}: {per_request:,.0f} instructions/request (user space, {requests} requests after {warmup} warm-up)")
     if top:
         report = subprocess.run(
-            ["callgrind_annotate", "--inclusive=no", f"--threshold=99", str(second)],
-            capture_output=True, text=True, check=False,
+            ["callgrind_annotate", "--inclusive=no", "--threshold=99", str(second)],
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout
         rows = [line for line in report.splitlines() if re.match(r"^\s*[\d,]+ \(", line)]
         for line in rows[:top]:
@@ -133,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     prefix.mkdir()
     backend = nginx.start("backend", prefix, nginx.backend_config(prefix, backend_port, 1), backend_port, 1, None)
     try:
-        results = {t: measure(t, backend_port, work, args.warmup, args.requests, args.top)
-                   for t in args.targets.split(",")}
+        results = {
+            t: measure(t, backend_port, work, args.warmup, args.requests, args.top) for t in args.targets.split(",")
+        }
     finally:
         backend.stop()
         stop_all()

@@ -6,6 +6,7 @@ It starts the built-in backend (or uses --backend URL) and a fastgw in front of 
 already running gateway given by --target URL. Locust runs as a subprocess (it monkey-patches the
 process with gevent), writing its CSVs into the output directory; this module then reads them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,18 +50,37 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=500.0, help="total requests per second, below capacity (default 500)")
     p.add_argument("-u", "--users", type=int, default=50, help="simulated users sharing the rate (default 50)")
     p.add_argument("-d", "--duration", type=int, default=60, help="seconds (default 60)")
-    p.add_argument("--processes", type=int, default=None,
-                   help="Locust worker processes under a master (-1: one per CPU; default: a single process)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="Locust worker processes under a master (-1: one per CPU; default: a single process)",
+    )
     p.add_argument("--mix", default="plain", help="request mix from bench/locustfile.py MIXES (default plain)")
-    p.add_argument("--max-p99-ms", type=float, default=None, help="exit with status 1 if the whole run's p99 exceeds this")
+    p.add_argument(
+        "--max-p99-ms", type=float, default=None, help="exit with status 1 if the whole run's p99 exceeds this"
+    )
     p.add_argument("-w", "--workers", type=int, default=1, help="fastgw workers (default 1)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--backend", metavar="URL", default=None,
-                       help="your own service (loopback) behind the fastgw this starts, instead of the built-in backend")
-    where.add_argument("--target", metavar="URL", default=None,
-                       help="an already running gateway (loopback) to send the mix to; nothing is started")
-    p.add_argument("-o", "--out", type=Path, default=Path(__file__).resolve().parent / "out",
-                   help="output directory (default bench/out)")
+    where.add_argument(
+        "--backend",
+        metavar="URL",
+        default=None,
+        help="your own service (loopback) behind the fastgw this starts, instead of the built-in backend",
+    )
+    where.add_argument(
+        "--target",
+        metavar="URL",
+        default=None,
+        help="an already running gateway (loopback) to send the mix to; nothing is started",
+    )
+    p.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "out",
+        help="output directory (default bench/out)",
+    )
     p.add_argument("--keep-temp", action="store_true", help="keep the generated configs and server logs")
     return p
 
@@ -82,10 +102,18 @@ def read_history(path: Path) -> list[dict[str, Any]]:
         return []
     with path.open(newline="") as f:
         return [
-            {"t": int(row["Timestamp"]), "users": int(row["User Count"]), "rps": _float(row["Requests/s"]),
-             "failures_per_s": _float(row["Failures/s"]), "p50": _float(row["50%"]), "p95": _float(row["95%"]),
-             "p99": _float(row["99%"]), "requests": int(row["Total Request Count"])}
-            for row in csv.DictReader(f) if row["Name"] == "Aggregated"
+            {
+                "t": int(row["Timestamp"]),
+                "users": int(row["User Count"]),
+                "rps": _float(row["Requests/s"]),
+                "failures_per_s": _float(row["Failures/s"]),
+                "p50": _float(row["50%"]),
+                "p95": _float(row["95%"]),
+                "p99": _float(row["99%"]),
+                "requests": int(row["Total Request Count"]),
+            }
+            for row in csv.DictReader(f)
+            if row["Name"] == "Aggregated"
         ]
 
 
@@ -93,9 +121,15 @@ def read_final(path: Path) -> dict[str, dict[str, Any]]:
     """Whole-run figures per endpoint name (and `Aggregated`) from Locust's stats CSV."""
     with path.open(newline="") as f:
         return {
-            row["Name"]: {"requests": int(row["Request Count"]), "failures": int(row["Failure Count"]),
-                          "rps": _float(row["Requests/s"]), "p50": _float(row["50%"]), "p95": _float(row["95%"]),
-                          "p99": _float(row["99%"]), "max": _float(row["Max Response Time"])}
+            row["Name"]: {
+                "requests": int(row["Request Count"]),
+                "failures": int(row["Failure Count"]),
+                "rps": _float(row["Requests/s"]),
+                "p50": _float(row["50%"]),
+                "p95": _float(row["95%"]),
+                "p99": _float(row["99%"]),
+                "max": _float(row["Max Response Time"]),
+            }
             for row in csv.DictReader(f)
         }
 
@@ -126,10 +160,30 @@ def start_gateway(args: argparse.Namespace, tmp: Path) -> str:
 
 def run_locust(args: argparse.Namespace, host: str, prefix: Path) -> int:
     argv = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-        "-u", str(args.users), "-r", str(args.users), "-t", f"{args.duration}s", "--stop-timeout", "5",
-        "--host", host, "--csv", str(prefix), "--csv-full-history",
-        "--mix", args.mix, "--user-rps", f"{args.rate / args.users:g}",
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--only-summary",
+        "-u",
+        str(args.users),
+        "-r",
+        str(args.users),
+        "-t",
+        f"{args.duration}s",
+        "--stop-timeout",
+        "5",
+        "--host",
+        host,
+        "--csv",
+        str(prefix),
+        "--csv-full-history",
+        "--mix",
+        args.mix,
+        "--user-rps",
+        f"{args.rate / args.users:g}",
     ]
     if args.processes is not None:
         argv += ["--processes", str(args.processes)]
@@ -151,8 +205,11 @@ def run_locust(args: argparse.Namespace, host: str, prefix: Path) -> int:
             rows = read_history(history)
             if rows and rows[-1]["p50"] is not None:
                 r = rows[-1]
-                print(f"  t={r['t'] - rows[0]['t']:>4}s  {r['rps'] or 0:>7.0f} req/s  p50 {_ms(r['p50'])}  "
-                      f"p95 {_ms(r['p95'])}  p99 {_ms(r['p99'])}  failures/s {r['failures_per_s'] or 0:.1f}", flush=True)
+                print(
+                    f"  t={r['t'] - rows[0]['t']:>4}s  {r['rps'] or 0:>7.0f} req/s  p50 {_ms(r['p50'])}  "
+                    f"p95 {_ms(r['p95'])}  p99 {_ms(r['p99'])}  failures/s {r['failures_per_s'] or 0:.1f}",
+                    flush=True,
+                )
         return proc.returncode
     finally:
         if proc.poll() is None:
@@ -199,23 +256,38 @@ def main(argv: list[str] | None = None) -> int:
         problems.append(f"p99 {_ms(total['p99'])} exceeds --max-p99-ms {args.max_p99_ms:g}")
     warnings = []
     if total["rps"] is not None and total["rps"] < RATE_SHORTFALL * args.rate:
-        warnings.append(f"Locust sent {total['rps']:.0f} req/s of the {args.rate:g} asked: it (or the gateway) could "
-                        "not keep up; add --processes, lower --rate, or check the gateway's capacity with wrk")
+        warnings.append(
+            f"Locust sent {total['rps']:.0f} req/s of the {args.rate:g} asked: it (or the gateway) could "
+            "not keep up; add --processes, lower --rate, or check the gateway's capacity with wrk"
+        )
     png = prefix.with_suffix(".png")
-    plot_locust(history, png, f"Locust mix '{args.mix}' to {host}{'' if args.target else ' (fastgw)'}: "
-                f"{args.rate:g} req/s asked, {args.users} users; p50/p95/p99 over a ~10 s window")
+    plot_locust(
+        history,
+        png,
+        f"Locust mix '{args.mix}' to {host}{'' if args.target else ' (fastgw)'}: "
+        f"{args.rate:g} req/s asked, {args.users} users; p50/p95/p99 over a ~10 s window",
+    )
     doc = {
-        "kind": "fastgw-bench-locust", "format": 1, "command": [Path(sys.executable).name, "-m", "bench.locust_run",
-                                                                *(argv if argv is not None else sys.argv[1:])],
+        "kind": "fastgw-bench-locust",
+        "format": 1,
+        "command": [Path(sys.executable).name, "-m", "bench.locust_run", *(argv if argv is not None else sys.argv[1:])],
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine.describe(need_fastgw=args.target is None), "load_average_end": machine.load_average(),
+        "machine": machine.describe(need_fastgw=args.target is None),
+        "load_average_end": machine.load_average(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "target": host, "locust_exit_status": code, "final_ms": final, "history_ms": history,
-        "problems": problems, "warnings": warnings, "note": NOTE,
+        "target": host,
+        "locust_exit_status": code,
+        "final_ms": final,
+        "history_ms": history,
+        "problems": problems,
+        "warnings": warnings,
+        "note": NOTE,
     }
     (prefix.with_suffix(".json")).write_text(json.dumps(doc, indent=1))
-    print(f"\nwhole run ({total['requests']} requests, {total['rps'] or 0:.0f} req/s, {total['failures']} failures): "
-          f"p50 {_ms(total['p50'])}, p95 {_ms(total['p95'])}, p99 {_ms(total['p99'])}, max {_ms(total['max'])}")
+    print(
+        f"\nwhole run ({total['requests']} requests, {total['rps'] or 0:.0f} req/s, {total['failures']} failures): "
+        f"p50 {_ms(total['p50'])}, p95 {_ms(total['p95'])}, p99 {_ms(total['p99'])}, max {_ms(total['max'])}"
+    )
     print(NOTE)
     print(f"CSV: {prefix}_stats.csv, {prefix}_stats_history.csv; plot: {png}; summary: {prefix}.json")
     for w in warnings:

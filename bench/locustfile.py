@@ -11,6 +11,7 @@ whatever the latency, as long as the gateway keeps up. Routes with auth, limits 
 their own mix here, with the statuses they are expected to answer (a rate-limited route answers
 429 by design, which is then not a failure).
 """
+
 from __future__ import annotations
 
 import random
@@ -66,8 +67,12 @@ class GatewayUser(FastHttpUser):
     def request(self) -> None:
         endpoint = random.choices(self.endpoints, self.weights)[0]
         with self.client.request(
-            endpoint.method, endpoint.path, data=endpoint.body, headers=dict(endpoint.headers),
-            name=endpoint.name, catch_response=True,
+            endpoint.method,
+            endpoint.path,
+            data=endpoint.body,
+            headers=dict(endpoint.headers),
+            name=endpoint.name,
+            catch_response=True,
         ) as resp:
             if resp.status_code in endpoint.expect:
                 resp.success()

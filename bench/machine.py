@@ -1,5 +1,6 @@
 """What the figures were measured on, recorded with them: figures without the machine, the
 versions and the load on the box at the time cannot be compared with anything."""
+
 from __future__ import annotations
 
 import os
@@ -35,9 +36,16 @@ def git_commit() -> str:
     """The commit measured, with `+dirty` when the work tree has uncommitted changes."""
     root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
@@ -52,7 +60,9 @@ def _version(get: Callable[[], str]) -> str | None:
 
 
 def describe(need_fastgw: bool = True) -> dict[str, Any]:
-    mem_kib = next((int(line.split()[1]) for line in _read("/proc/meminfo").splitlines() if line.startswith("MemTotal:")), 0)
+    mem_kib = next(
+        (int(line.split()[1]) for line in _read("/proc/meminfo").splitlines() if line.startswith("MemTotal:")), 0
+    )
     governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor").strip() or None
     return {
         "cpu_model": cpu_model(),

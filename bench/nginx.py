@@ -9,6 +9,7 @@ on requests per connection either side, the forwarding headers fastgw sets (X-Fo
 spooled to disk (fastgw streams them), and a JSON access log buffered like fastgw's (64 KiB or
 100 ms). The backend logs nothing: it is not under test.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -27,9 +28,9 @@ from bench.scenarios import JSON_PATH, SMALL_BODY, Scenario, json_body
 _TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 _ACCESS_LOG_FORMAT = (
-    "log_format bench_json escape=json '{\"ts\":\"$time_iso8601\",\"remote\":\"$remote_addr:$remote_port\","
-    "\"method\":\"$request_method\",\"uri\":\"$request_uri\",\"status\":$status,\"bytes\":$bytes_sent,"
-    "\"duration_ms\":$request_time,\"upstream\":\"$upstream_addr\",\"request_id\":\"$reqid\"}';"
+    'log_format bench_json escape=json \'{"ts":"$time_iso8601","remote":"$remote_addr:$remote_port",'
+    '"method":"$request_method","uri":"$request_uri","status":$status,"bytes":$bytes_sent,'
+    '"duration_ms":$request_time,"upstream":"$upstream_addr","request_id":"$reqid"}\';'
 )
 
 
@@ -76,7 +77,10 @@ def backend_config(prefix: Path, port: int, workers: int) -> Path:
     # costs no open().
     body_file = prefix / "json4k.json"
     body_file.write_text(json_body())
-    return _write(prefix, _main_section(prefix, workers) + f"""\
+    return _write(
+        prefix,
+        _main_section(prefix, workers)
+        + f"""\
     access_log off;
     keepalive_requests 1000000;
     keepalive_timeout 75s;
@@ -95,19 +99,25 @@ def backend_config(prefix: Path, port: int, workers: int) -> Path:
         }}
     }}
 }}
-""")
+""",
+    )
 
 
-def proxy_config(prefix: Path, port: int, workers: int, upstream: str, keepalive: int, scenarios: Sequence[Scenario]) -> Path:
+def proxy_config(
+    prefix: Path, port: int, workers: int, upstream: str, keepalive: int, scenarios: Sequence[Scenario]
+) -> Path:
     http_extra = "\n".join(s.nginx_http for s in scenarios if s.nginx_equivalent and s.nginx_http)
     locations = "\n".join(s.nginx_locations for s in scenarios if s.nginx_equivalent and s.nginx_locations)
-    return _write(prefix, _main_section(prefix, workers) + f"""\
+    return _write(
+        prefix,
+        _main_section(prefix, workers)
+        + f"""\
     {_ACCESS_LOG_FORMAT}
     map $http_x_request_id $reqid {{
         default $http_x_request_id;
         "" $request_id;
     }}
-    access_log {prefix / 'access.log'} bench_json buffer=64k flush=100ms;
+    access_log {prefix / "access.log"} bench_json buffer=64k flush=100ms;
     keepalive_requests 1000000;
     keepalive_timeout 60s;
     client_body_buffer_size 128k;
@@ -137,11 +147,15 @@ def proxy_config(prefix: Path, port: int, workers: int, upstream: str, keepalive
         }}
     }}
 }}
-""")
+""",
+    )
 
 
 def start(name: str, prefix: Path, conf: Path, port: int, workers: int, cpus: tuple[int, ...] | None) -> Server:
-    server = Server(name, taskset(cpus, [binary(), "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]),
-                    prefix / "stderr.log")
+    server = Server(
+        name,
+        taskset(cpus, [binary(), "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]),
+        prefix / "stderr.log",
+    )
     server.wait_listening(port, workers + 1, timeout=15)
     return server

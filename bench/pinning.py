@@ -8,6 +8,7 @@ makes `direct` (wrk + backend alone on their cores) the ceiling of the same layo
 not more CPUs than workers (2 workers on 2 cores), nothing can be isolated: the case runs
 unpinned and is reported as oversubscribed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,13 +47,17 @@ def plan(cpus: Sequence[int], workers: int, pin: bool) -> Placement:
         return Placement(None, None, spare, f"unpinned by request ({len(cpus)} CPUs, {workers} proxy workers)")
     if len(cpus) <= workers:
         return Placement(
-            None, None, spare,
+            None,
+            None,
+            spare,
             f"unpinned: {workers} proxy workers on {len(cpus)} CPUs leave none for wrk and the backend, "
             "so the machine is oversubscribed (proxy, wrk and backend share every CPU)",
         )
     proxy, load = tuple(cpus[:workers]), tuple(cpus[workers:])
     return Placement(
-        proxy, load, len(load),
+        proxy,
+        load,
+        len(load),
         f"proxy on CPU {cpu_list(proxy)}; wrk + backend on CPU {cpu_list(load)}",
     )
 

@@ -1,6 +1,7 @@
 """The PNG of a wrk report: per case (worker count) one row with throughput, latency percentiles
 and proxy CPU per request, grouped by scenario with one bar per target. Drawn from the report's
 summary rows, with the Agg backend so that it works without a display."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

@@ -5,6 +5,7 @@ too, even if its master dies first. Servers are registered as they start and sto
 `stop_all`, which the callers run in `finally` and which is also registered with atexit; SIGTERM
 and SIGHUP are turned into SystemExit so that the `finally` blocks run on those as well.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -57,8 +58,14 @@ class Server:
         self._lock = threading.Condition()
         self._log_file: IO[str] = open(log, "w", encoding="utf-8", errors="replace")
         self.proc = subprocess.Popen(
-            self.argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.PIPE,
-            start_new_session=True, text=True, errors="replace",
+            self.argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            text=True,
+            errors="replace",
         )
         _running.append(self)
         self._reader = threading.Thread(target=self._copy_stderr, name=f"{name}-stderr", daemon=True)

@@ -1,6 +1,7 @@
 """Turning runs into the figures we report: medians over repeats, the fastgw/nginx ratios, the
 terminal table and the progress lines. Works on the plain dicts stored in the JSON report, so a
 report can be re-read and re-printed later."""
+
 from __future__ import annotations
 
 import json
@@ -85,7 +86,8 @@ def table(case: Mapping[str, Any]) -> str:
     )
     lines = [
         f"workers={case['workers']}: {case['placement']['note']}; wrk -t{case['wrk']['threads']} "
-        f"-c{case['wrk']['connections']}, {case['settings']['duration_s']:g} s × {case['settings']['repeats']} repeats, medians",
+        f"-c{case['wrk']['connections']}, {case['settings']['duration_s']:g} s × "
+        f"{case['settings']['repeats']} repeats, medians",
         head,
         "─" * len(head),
     ]
@@ -94,8 +96,10 @@ def table(case: Mapping[str, Any]) -> str:
         spread = (row["rps_max"] - row["rps_min"]) / row["rps"] * 100 if row["rps"] else 0.0
         ratio = ""
         if vs := row.get("vs_nginx"):
-            ratio = (f"{_num(vs['rps'], '.2f'):>18}× {_num(vs['p50'], '.2f'):>5} {_num(vs['p99'], '.2f'):>5} "
-                     f"{_num(vs['cpu'], '.2f'):>5}")
+            ratio = (
+                f"{_num(vs['rps'], '.2f'):>18}× {_num(vs['p50'], '.2f'):>5} {_num(vs['p99'], '.2f'):>5} "
+                f"{_num(vs['cpu'], '.2f'):>5}"
+            )
         lat = row["latency_us"]
         lines.append(
             f"{row['scenario'] if row['scenario'] != last else '':<16} {row['target']:<6} {row['rps']:>9,.0f} "

@@ -6,6 +6,7 @@ every target once per repeat (in an order that rotates each repeat), rather than
 one target back to back, spreads that drift over all targets alike, and the medians over repeats
 then compare like with like.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -139,8 +140,15 @@ class Bench:
             "load_average": {"start": machine.load_average()},
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
             "scenarios": [
-                {"name": s.name, "summary": s.summary, "method": s.method, "path": s.path,
-                 "body_bytes": s.body_bytes, "headers": dict(s.headers), "nginx_equivalent": s.nginx_equivalent}
+                {
+                    "name": s.name,
+                    "summary": s.summary,
+                    "method": s.method,
+                    "path": s.path,
+                    "body_bytes": s.body_bytes,
+                    "headers": dict(s.headers),
+                    "nginx_equivalent": s.nginx_equivalent,
+                }
                 for s in self.scenarios
             ],
             "cases": [],
@@ -174,7 +182,11 @@ class Bench:
         prefix.mkdir()
         port = free_port()
         server = nginx.start("backend", prefix, nginx.backend_config(prefix, port, workers), port, workers, None)
-        self.doc["backend"] = {"kind": "nginx return 200 / static 4 KiB file", "workers": workers, "address": f"127.0.0.1:{port}"}
+        self.doc["backend"] = {
+            "kind": "nginx return 200 / static 4 KiB file",
+            "workers": workers,
+            "address": f"127.0.0.1:{port}",
+        }
         return Backend("127.0.0.1", port, None, server)
 
     def start_proxies(self, workers: int, placement: pinning.Placement, backend: Backend) -> dict[str, Endpoint]:
@@ -186,8 +198,12 @@ class Bench:
             prefix.mkdir()
             port = free_port()
             conf = nginx.proxy_config(prefix, port, workers, backend.address, self.opts.keepalive, self.scenarios)
-            out["nginx"] = Endpoint("127.0.0.1", port, nginx.start("nginx", prefix, conf, port, workers, placement.proxy),
-                                    prefix / "access.log")
+            out["nginx"] = Endpoint(
+                "127.0.0.1",
+                port,
+                nginx.start("nginx", prefix, conf, port, workers, placement.proxy),
+                prefix / "access.log",
+            )
         if "fastgw" in self.opts.targets:
             workdir = self.tmp / f"fastgw-w{workers}"
             workdir.mkdir()
@@ -202,11 +218,21 @@ class Bench:
     def path_of(self, scenario: Scenario, backend: Backend) -> str:
         return backend.path if backend.path is not None else scenario.path
 
-    def measure(self, target: str, end: Endpoint, scenario: Scenario, backend: Backend, load: wrk.Load,
-                cpus: tuple[int, ...] | None) -> dict[str, Any]:
+    def measure(
+        self,
+        target: str,
+        end: Endpoint,
+        scenario: Scenario,
+        backend: Backend,
+        load: wrk.Load,
+        cpus: tuple[int, ...] | None,
+    ) -> dict[str, Any]:
         url = f"http://{end.host}:{end.port}{self.path_of(scenario, backend)}"
         argv = wrk.command(url, scenario, load, self.scripts[scenario.name], cpus)
-        roots = {"proxy": end.server.pid if end.server else None, "backend": backend.server.pid if backend.server else None}
+        roots = {
+            "proxy": end.server.pid if end.server else None,
+            "backend": backend.server.pid if backend.server else None,
+        }
         before = {k: tree_ticks(pid) for k, pid in roots.items() if pid}
         result, stdout = wrk.run(argv, load)
         after = {k: tree_ticks(pid) for k, pid in roots.items() if pid}
@@ -218,8 +244,10 @@ class Bench:
             "scenario": scenario.name,
             "target": target,
             "wrk": result.as_dict(),
-            **{f"{k}_cpu_us_per_request": us_per_request(before[k], after[k], result.requests) if k in before else None
-               for k in roots},
+            **{
+                f"{k}_cpu_us_per_request": us_per_request(before[k], after[k], result.requests) if k in before else None
+                for k in roots
+            },
             "cpu_ticks": {k: after[k] - before[k] for k in before},
             "wrk_command": argv,
             "wrk_stdout": stdout,
@@ -227,8 +255,11 @@ class Bench:
 
     def run_case(self, workers: int, backend: Backend, emit: Callable[[str], None]) -> None:
         placement = self.placements[workers]
-        load = wrk.Load(threads=self.opts.threads or placement.wrk_threads, connections=self.opts.connections,
-                        duration_s=self.opts.duration_s)
+        load = wrk.Load(
+            threads=self.opts.threads or placement.wrk_threads,
+            connections=self.opts.connections,
+            duration_s=self.opts.duration_s,
+        )
         case: dict[str, Any] = {
             "workers": workers,
             "placement": asdict(placement),
@@ -249,8 +280,10 @@ class Bench:
                         continue
                     status = _probe(end.host, end.port, self.path_of(scenario, backend), scenario)
                     if not 200 <= status < 400:
-                        raise ServerError(f"{target} answered {status} to {scenario.method} {self.path_of(scenario, backend)} "
-                                          f"({scenario.name}): fix the setup before measuring it")
+                        raise ServerError(
+                            f"{target} answered {status} to {scenario.method} {self.path_of(scenario, backend)} "
+                            f"({scenario.name}): fix the setup before measuring it"
+                        )
             for repeat in range(self.opts.repeats):
                 for scenario in self.scenarios:
                     targets = self.targets_for(scenario)
@@ -295,14 +328,20 @@ def main(opts: Options, emit: Callable[[str], None] = print) -> int:
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     bench = Bench(opts)
     m = bench.doc["machine"]
-    emit(f"fastgw bench: {m['cpu_model']}, {m['cpus_online']} CPUs, {m['kernel'].split(' #')[0]}, Python {m['python']}, "
-         f"nginx {m['nginx']}, wrk {m['wrk']}, fastgw {m['fastgw'] or '-'} (commit {m['git_commit'][:12]})")
+    emit(
+        f"fastgw bench: {m['cpu_model']}, {m['cpus_online']} CPUs, {m['kernel'].split(' #')[0]}, Python {m['python']}, "
+        f"nginx {m['nginx']}, wrk {m['wrk']}, fastgw {m['fastgw'] or '-'} (commit {m['git_commit'][:12]})"
+    )
     load1 = bench.doc["load_average"]["start"][0]
     if load1 > QUIET_LOAD:
-        emit(f"WARNING: load average {load1:.2f} at start: the machine is not quiet; do not record these figures "
-             "in RESULTS.md")
-    emit(f"scenarios: {', '.join(s.name for s in bench.scenarios)}; targets: {', '.join(opts.targets)}; "
-         f"workers: {', '.join(map(str, opts.workers))}")
+        emit(
+            f"WARNING: load average {load1:.2f} at start: the machine is not quiet; do not record these figures "
+            "in RESULTS.md"
+        )
+    emit(
+        f"scenarios: {', '.join(s.name for s in bench.scenarios)}; targets: {', '.join(opts.targets)}; "
+        f"workers: {', '.join(map(str, opts.workers))}"
+    )
     emit(f"{bench.total_runs()} runs of {opts.duration_s:g} s, about {bench.estimate_s() / 60:.1f} min")
     status = "aborted"
     try:

@@ -5,6 +5,7 @@ JWT, rate-limited, cache-hit or aggregation scenario is one more row whose `fast
 `fastgw_sections` and `nginx_http` / `nginx_locations` set up the feature under test on its own
 path prefix, so that every scenario runs against the same proxies started once per case.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,13 @@ def json_body(size: int = JSON_SIZE) -> str:
     items: list[dict[str, Any]] = []
     while True:
         i = len(items)
-        item = {"id": i, "name": f"item-{i}", "price": round(1.25 * i, 2), "tags": ["red", "small"], "in_stock": i % 3 != 0}
+        item = {
+            "id": i,
+            "name": f"item-{i}",
+            "price": round(1.25 * i, 2),
+            "tags": ["red", "small"],
+            "in_stock": i % 3 != 0,
+        }
         if len(json.dumps({"items": items + [item], "pad": ""}, separators=(",", ":"))) > size:
             break
         items.append(item)
@@ -60,13 +67,19 @@ class Scenario:
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("get-small", "GET, 12 B response, keep-alive", SMALL_PATH),
     Scenario(
-        "get-small-close", "GET, 12 B response, new connection per request (Connection: close)",
-        SMALL_PATH, headers=(("Connection", "close"),),
+        "get-small-close",
+        "GET, 12 B response, new connection per request (Connection: close)",
+        SMALL_PATH,
+        headers=(("Connection", "close"),),
     ),
     Scenario("get-4k", "GET, 4 KiB JSON response, keep-alive", JSON_PATH, builtin_backend_only=True),
     Scenario(
-        "post-64k", "POST with a 64 KiB body, 12 B response, keep-alive", SMALL_PATH,
-        method="POST", body_bytes=64 * 1024, headers=(("Content-Type", "application/octet-stream"),),
+        "post-64k",
+        "POST with a 64 KiB body, 12 B response, keep-alive",
+        SMALL_PATH,
+        method="POST",
+        body_bytes=64 * 1024,
+        headers=(("Content-Type", "application/octet-stream"),),
     ),
 )
 

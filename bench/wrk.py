@@ -6,6 +6,7 @@ and with p99.9) and its exact counters as one JSON line. `--latency` is still pa
 raw output kept in the JSON report reads as usual. The same script sets the method and body of
 POST scenarios (`wrk.method`, `wrk.body`).
 """
+
 from __future__ import annotations
 
 import json
@@ -116,8 +117,14 @@ class Load:
 
 def command(url: str, scenario: Scenario, load: Load, script_path: Path, cpus: tuple[int, ...] | None) -> list[str]:
     argv = [
-        binary(), f"-t{load.threads}", f"-c{max(load.connections, load.threads)}",
-        f"-d{load.duration_s}s", f"--timeout={load.timeout_s}s", "--latency", "-s", str(script_path),
+        binary(),
+        f"-t{load.threads}",
+        f"-c{max(load.connections, load.threads)}",
+        f"-d{load.duration_s}s",
+        f"--timeout={load.timeout_s}s",
+        "--latency",
+        "-s",
+        str(script_path),
     ]
     for name, value in scenario.headers:
         argv += ["-H", f"{name}: {value}"]

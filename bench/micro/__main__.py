@@ -5,6 +5,7 @@ next to the code it measures; this runner only finds them by name and runs each 
 interpreter, so that one benchmark's heap and caches do not colour the next, and a missing or
 failing one does not stop the others. Extra arguments after `--` are passed to each.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -8,6 +8,7 @@ to what a caller in Cython pays. The last column is that cost measured directly:
 written in Cython against `cimport fastgw._core` (compiled on the fly into a temporary
 directory; skipped if that fails), which is how the gateway's hot path calls the core.
 """
+
 from __future__ import annotations
 
 import array
@@ -60,15 +61,15 @@ def build_cython_loops(workdir: str) -> ModuleType:
     pyx = os.path.join(workdir, "bench_bucket_loops.pyx")
     with open(pyx, "w") as f:
         f.write(CYTHON_LOOPS)
-    ext = Extension("bench_bucket_loops", [pyx], extra_compile_args=["-O2"],
-                    include_dirs=[os.path.join(src, "fastgw", "_core_src")])
+    ext = Extension(
+        "bench_bucket_loops", [pyx], extra_compile_args=["-O2"], include_dirs=[os.path.join(src, "fastgw", "_core_src")]
+    )
     dist = Distribution({"ext_modules": cythonize([ext], include_path=[src], quiet=True)})
     cmd = dist.get_command_obj("build_ext")
     cmd.build_lib = cmd.build_temp = workdir
     cmd.ensure_finalized()
     cmd.run()
-    spec = importlib.util.spec_from_file_location("bench_bucket_loops", cmd.get_ext_fullpath(
-        "bench_bucket_loops"))
+    spec = importlib.util.spec_from_file_location("bench_bucket_loops", cmd.get_ext_fullpath("bench_bucket_loops"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -84,8 +85,9 @@ def best_ns_per_call(loop: Callable[[], None]) -> float:
     return best
 
 
-def cases(loops: ModuleType | None
-          ) -> list[tuple[str, Callable[[], None], Callable[[], None], Callable[[], None] | None]]:
+def cases(
+    loops: ModuleType | None,
+) -> list[tuple[str, Callable[[], None], Callable[[], None], Callable[[], None] | None]]:
     """(name, timed loop, its call-floor loop with the same shape, the loop in Cython)."""
     nothing: dict = {}
     floor0 = (0).bit_length
@@ -209,8 +211,7 @@ def main() -> None:
             print(f"Cython loops not built ({exc!r}): that column is skipped", file=sys.stderr)
             loops = None
         print(f"{N:,} decisions per case, best of {REPEAT}; CPUs: {os.cpu_count()}")
-        print(f"{'case (ns per decision)':<44} {'Python call':>11} {'net of floor':>12} "
-              f"{'from Cython':>11}")
+        print(f"{'case (ns per decision)':<44} {'Python call':>11} {'net of floor':>12} {'from Cython':>11}")
         for name, loop, floor, c_loop in cases(loops):
             total = best_ns_per_call(loop)
             base = best_ns_per_call(floor)

@@ -10,6 +10,7 @@ loop calling `dict.get` on a tiny dict), so the compiled core's own cost is roug
 the floor. The request bytes are reused across calls, so their hash is cached; a fresh path from
 the parser adds hashing it once (a few ns per 10 bytes) to the exact-path lookup.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -133,26 +134,39 @@ def main(argv: list[str] | None = None) -> int:
     floor = time_floor(args.loops, args.repeat)
     print(f"{'ns/call':<34} {'_core':>8} {'net':>8} {'_pycore':>9}   answer")
     rows: list[tuple[str, float, float, str]] = []
-    rows.append(("match: exact, table without hosts",
-                 time_call3(fast_nohost.match, NO_HOST_CASE, args.loops, args.repeat),
-                 time_call3(build_table(pytrie, with_hosts=False).match, NO_HOST_CASE,
-                            args.py_loops, args.repeat),
-                 describe(fast_nohost.match(*NO_HOST_CASE))))
+    rows.append(
+        (
+            "match: exact, table without hosts",
+            time_call3(fast_nohost.match, NO_HOST_CASE, args.loops, args.repeat),
+            time_call3(build_table(pytrie, with_hosts=False).match, NO_HOST_CASE, args.py_loops, args.repeat),
+            describe(fast_nohost.match(*NO_HOST_CASE)),
+        )
+    )
     for label, req in CASES:
-        rows.append((f"match: {label}",
-                     time_call3(fast.match, req, args.loops, args.repeat),
-                     time_call3(model.match, req, args.py_loops, args.repeat),
-                     describe(fast.match(*req))))
+        rows.append(
+            (
+                f"match: {label}",
+                time_call3(fast.match, req, args.loops, args.repeat),
+                time_call3(model.match, req, args.py_loops, args.repeat),
+                describe(fast.match(*req)),
+            )
+        )
     for label, path in PATHS:
-        rows.append((f"normalize: {label}",
-                     time_call1(core.normalize_path, path, args.loops, args.repeat),
-                     time_call1(pypath.normalize_path, path, args.py_loops, args.repeat),
-                     core.normalize_path(path).decode()))
+        rows.append(
+            (
+                f"normalize: {label}",
+                time_call1(core.normalize_path, path, args.loops, args.repeat),
+                time_call1(pypath.normalize_path, path, args.py_loops, args.repeat),
+                core.normalize_path(path).decode(),
+            )
+        )
     for label, fast_ns, py_ns, answer in rows:
         print(f"{label:<34} {fast_ns:>8.0f} {fast_ns - floor:>8.0f} {py_ns:>9.0f}   {answer}")
     print(f"{'call floor (dict.get)':<34} {floor:>8.0f}")
-    print(f"tables: {route_count(True)} routes ({route_count(False)} without hosts); best of {args.repeat} runs "
-          f"of {args.loops} calls (_core), {args.py_loops} calls (_pycore)")
+    print(
+        f"tables: {route_count(True)} routes ({route_count(False)} without hosts); best of {args.repeat} runs "
+        f"of {args.loops} calls (_core), {args.py_loops} calls (_pycore)"
+    )
     return 0
 
 

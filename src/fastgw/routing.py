@@ -3,11 +3,11 @@
 A plan holds everything the request path needs about its route, already in wire form (lower-case
 byte names, pre-rendered header lines), so the hot path never reads configuration.
 """
+
 from __future__ import annotations
 
 from fastgw._core import Plan, RouteTrie
 from fastgw.config.model import Config, HeaderOps, Route
-
 
 
 def _render(ops: HeaderOps) -> bytes:

@@ -1,5 +1,6 @@
 """The access log (DESIGN §3 step 6): one record per request, gateway-made answers included, valid
 JSON whatever bytes the client sent, the combined format, and reopening on USR1 (logrotate)."""
+
 from __future__ import annotations
 
 import json
@@ -52,9 +53,7 @@ def test_json_records_for_proxied_and_local_answers(backend: Backend, tmp_path: 
     with Gateway(config_for(backend, log), tmp_path) as g:
         ok = http_get(g.port, "/echo/a?x=1")
         missing = http_get(g.port, "/nowhere")
-        weird = raw_request(
-            g.port, build_request("GET", '/echo/q?a="quote"&b=\\back', host="x"), responses=1
-        )
+        weird = raw_request(g.port, build_request("GET", '/echo/q?a="quote"&b=\\back', host="x"), responses=1)
         assert weird.status == 200
         records = [json.loads(line) for line in read_lines(log, 3)]
     by_uri = {r["uri"]: r for r in records}

@@ -1,5 +1,6 @@
 """The test backend and clients themselves: every gateway test trusts them, so they are checked
 against each other first, directly, without a gateway."""
+
 from __future__ import annotations
 
 import hashlib
@@ -32,7 +33,13 @@ def test_echo_reports_request_exactly(backend: Backend) -> None:
     echo = resp.json()
     assert echo["method"] == "PUT"
     assert echo["target"] == "/echo/a//b?q=%20&r"
-    assert echo["headers"] == [["Host", f"127.0.0.1:{backend.port}"], ["X-B", "2"], ["x-a", "1"], ["X-B", "3"], ["Content-Length", "1000"]]
+    assert echo["headers"] == [
+        ["Host", f"127.0.0.1:{backend.port}"],
+        ["X-B", "2"],
+        ["x-a", "1"],
+        ["X-B", "3"],
+        ["Content-Length", "1000"],
+    ]
     assert echo["body_length"] == 1000
     assert echo["body_sha256"] == hashlib.sha256(body).hexdigest()
     assert echo["chunked"] is False
@@ -136,7 +143,10 @@ def test_broken_upstream_behaviours(backend: Backend) -> None:
 def test_headers_are_returned_verbatim(backend: Backend) -> None:
     resp = http_get(backend.port, "/headers?set=Keep-Alive:timeout%3D5&set=X-Two:a%20b&set=Proxy-Connection:x")
     assert resp.headers[:4] == [
-        (b"Content-Type", b"text/plain"), (b"Keep-Alive", b"timeout=5"), (b"X-Two", b"a b"), (b"Proxy-Connection", b"x"),
+        (b"Content-Type", b"text/plain"),
+        (b"Keep-Alive", b"timeout=5"),
+        (b"X-Two", b"a b"),
+        (b"Proxy-Connection", b"x"),
     ]
     closing = raw_request(backend.port, _get("/headers?set=Connection:close"))
     assert closing.status == 200 and closing.closed
@@ -156,7 +166,9 @@ def test_delays(backend: Backend) -> None:
 
 def test_bad_request_counts_as_parse_error(backend: Backend) -> None:
     before = backend.stats()
-    result = raw_request(backend.port, b"GET /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    result = raw_request(
+        backend.port, b"GET /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     assert result.status == 400 and result.closed
     after = backend.stats()
     assert after["parse_errors"] - before["parse_errors"] == 1

@@ -6,6 +6,7 @@ by the backend itself). Valid requests must reach the backend exactly once, in t
 describes (as the backend's `/echo` reports it). Every problem of a case is reported at once, so
 that a failure reads as a bug report for the gateway.
 """
+
 from __future__ import annotations
 
 import re
@@ -142,8 +143,10 @@ def test_invalid_request_is_refused(case: Case, gw: Gateway, backend: Backend) -
         problems.append(f"expected one response with status {case.statuses()}, got {statuses or 'none'}")
     if must_close and not result.closed:
         problems.append(f"connection still open {_EXCHANGE_TIMEOUT}s after the response (expected close)")
-    for key, count, what in [("upstream_requests", _received, "request head(s)"),
-                             ("upstream_completed", _received_in_full, "complete request(s)")]:
+    for key, count, what in [
+        ("upstream_requests", _received, "request head(s)"),
+        ("upstream_completed", _received_in_full, "complete request(s)"),
+    ]:
         expected, got = case.expect.get(key), count(after) - count(before)
         if expected is not None and got != expected:
             problems.append(f"the backend received {got} {what}, expected {expected}")
@@ -165,8 +168,12 @@ def _upstream_problems(case: Case, echo: dict[str, Any], gw: Gateway) -> list[st
     def values(name: str) -> list[str]:
         return [v for n, v in echo["headers"] if n.lower() == name.lower()]
 
-    for key, field in [("upstream_method", "method"), ("upstream_target", "target"),
-                       ("upstream_body_length", "body_length"), ("upstream_body_sha256", "body_sha256")]:
+    for key, field in [
+        ("upstream_method", "method"),
+        ("upstream_target", "target"),
+        ("upstream_body_length", "body_length"),
+        ("upstream_body_sha256", "body_sha256"),
+    ]:
         if key in expect and echo[field] != _expand(expect[key], gw):
             problems.append(f"upstream {field} is {echo[field]!r}, expected {_expand(expect[key], gw)!r}")
     for name, want in expect.get("upstream_headers", {}).items():
@@ -194,7 +201,9 @@ def _response_problems(case: Case, resp: Response, echo: dict[str, Any], gw: Gat
     upstream_ids = [v for n, v in echo["headers"] if n.lower() == "x-request-id"]
     returned = resp.header_values("X-Request-ID")
     if len(upstream_ids) != 1 or returned != upstream_ids:
-        problems.append(f"X-Request-ID sent upstream {upstream_ids} and returned {returned} should be the same single id")
+        problems.append(
+            f"X-Request-ID sent upstream {upstream_ids} and returned {returned} should be the same single id"
+        )
     return problems
 
 
@@ -216,7 +225,9 @@ def test_valid_request_is_forwarded(case: Case, gw: Gateway, backend: Backend) -
             if resp.status not in case.statuses():
                 problems.append(f"status {resp.status}, expected {case.statuses()}")
             if forwarded != case.expect["upstream_requests"]:
-                problems.append(f"the backend received {forwarded} request(s), expected {case.expect['upstream_requests']}")
+                problems.append(
+                    f"the backend received {forwarded} request(s), expected {case.expect['upstream_requests']}"
+                )
             if resp.status == 200:
                 echo = resp.json()
                 problems += _upstream_problems(case, echo, gw)

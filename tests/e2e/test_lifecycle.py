@@ -1,5 +1,6 @@
 """The process contract (DESIGN §2): graceful and immediate stop, hot reload (valid, invalid, under
 load), worker replacement, crash-loop back-off, orphaned workers, and the CLI around the pidfile."""
+
 from __future__ import annotations
 
 import os
@@ -107,7 +108,9 @@ def test_quit_stops_immediately(backend: Backend, tmp_path: Path) -> None:
     try:
         sock_result: dict[str, Any] = {}
         t = threading.Thread(
-            target=lambda: sock_result.update(r=raw_request(g.port, build_request("GET", "/sleep/5000", host="x"), timeout=10))
+            target=lambda: sock_result.update(
+                r=raw_request(g.port, build_request("GET", "/sleep/5000", host="x"), timeout=10)
+            )
         )
         before = backend.stats()["requests"]
         t.start()
@@ -203,7 +206,7 @@ def test_crash_loop_backs_off(backend: Backend, tmp_path: Path) -> None:
             m = g.wait_line(rf"worker {victim} \(slot 0\) exited .*replacing it", timeout=5)
             delay = re.search(r"in ([0-9.]+)s", m.string)
             delays.append(float(delay.group(1)) if delay else 0.0)
-            wait_until(lambda: (w := g.healthz()["workers"]) and w[0] != victim, 10, "replacement")
+            wait_until(lambda old=victim: (w := g.healthz()["workers"]) and w[0] != old, 10, "replacement")
         assert delays[-1] > delays[0] >= 0.0
         assert http_get(g.port, "/echo").status == 200
 
@@ -262,14 +265,21 @@ def test_pidfile_reload_and_stop_commands(backend: Backend, tmp_path: Path) -> N
         assert int(pidfile.read_text()) == g.master_pid
         start = len(g.lines)
         out = subprocess.run(
-            [PYTHON, "-m", "fastgw", "reload", "-c", str(g.config_path)], cwd=REPO, capture_output=True, text=True, timeout=30
+            [PYTHON, "-m", "fastgw", "reload", "-c", str(g.config_path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert out.returncode == 0, out.stderr
         g.wait_ready(generation=2, start=start)
         out = subprocess.run(
-            [PYTHON, "-m", "fastgw", "stop", "-c", str(g.config_path)], cwd=REPO, capture_output=True, text=True, timeout=30
+            [PYTHON, "-m", "fastgw", "stop", "-c", str(g.config_path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert out.returncode == 0, out.stderr
         assert g.proc is not None and g.proc.wait(10) == 0
         assert not pidfile.exists()
-

@@ -1,5 +1,6 @@
 """End-to-end proxying: a real gateway (master + 2 workers) in front of a real backend process,
 driven by raw-socket clients. Each test names the behaviour a user relies on."""
+
 from __future__ import annotations
 
 import hashlib
@@ -238,9 +239,7 @@ def test_head_204_304_have_no_body(gw: Gateway) -> None:
 
 def test_expect_100_continue(gw: Gateway) -> None:
     with Conn(gw.port) as conn:
-        conn.send(
-            build_request("POST", "/echo", [("Expect", "100-continue"), ("Content-Length", "5")], host="x")
-        )
+        conn.send(build_request("POST", "/echo", [("Expect", "100-continue"), ("Content-Length", "5")], host="x"))
         first = conn.read_response(skip_informational=False)
         assert first.status == 100
         conn.send(b"hello")
@@ -322,9 +321,7 @@ def test_read_timeout_mid_body_resets_client(gw: Gateway) -> None:
     assert result.partial.status == 200
 
 
-@pytest.mark.parametrize(
-    "path,status", [("/reset-before-head", 502), ("/garbage", 502), ("/switch-protocols", 502)]
-)
+@pytest.mark.parametrize("path,status", [("/reset-before-head", 502), ("/garbage", 502), ("/switch-protocols", 502)])
 def test_broken_upstream_before_head_is_502(gw: Gateway, path: str, status: int) -> None:
     resp = http_get(gw.port, path)
     assert resp.status == status, resp.summary()

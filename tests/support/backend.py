@@ -8,6 +8,7 @@ exactly what the gateway received. Requests are parsed by httptools (strict llht
 the gateway should not have forwarded shows up in `/stats` either as a request (`requests` counts
 heads, `completed` requests received in full) or as a parse error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -222,7 +223,9 @@ class _Connection:
         out.append(b"\r\n")
         self.writer.write(b"".join(out))
 
-    async def send(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, content_type: bytes = b"application/json") -> None:
+    async def send(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, content_type: bytes = b"application/json"
+    ) -> None:
         if body:
             headers = [(b"Content-Type", content_type), *headers]
         self._write_head(status, headers, len(body))
@@ -232,7 +235,7 @@ class _Connection:
         if self.head_request:
             return
         for i in range(0, len(data), _WRITE_PIECE):
-            self.writer.write(data[i:i + _WRITE_PIECE])
+            self.writer.write(data[i : i + _WRITE_PIECE])
             await self.writer.drain()
 
     def _reset(self) -> None:
@@ -390,7 +393,12 @@ async def _pid(conn: _Connection, req: _Request, args: list[str]) -> None:
 
 async def _stats(conn: _Connection, req: _Request, args: list[str]) -> None:
     s = conn.server.stats
-    body = {"requests": s.requests, "completed": s.completed, "connections": s.connections, "parse_errors": s.parse_errors}
+    body = {
+        "requests": s.requests,
+        "completed": s.completed,
+        "connections": s.connections,
+        "parse_errors": s.parse_errors,
+    }
     await conn.send(200, [], json.dumps(body).encode())
 
 

@@ -5,6 +5,7 @@ defines `description` and `expect`, and may set `bare_line_endings = True`. Load
 can be checked without a gateway, so that a mistyped key or an editor that rewrote line endings
 fails loudly instead of making a case test nothing.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,7 +20,8 @@ CORPUS = Path(__file__).resolve().parents[1] / "data" / "requests"
 _COMMON_KEYS = {"status", "closed", "upstream_requests"}
 _KEYS = {
     "invalid": _COMMON_KEYS | {"upstream_completed"},
-    "valid": _COMMON_KEYS | {
+    "valid": _COMMON_KEYS
+    | {
         "upstream_method",
         "upstream_target",
         "upstream_headers",
@@ -45,8 +47,8 @@ class Case:
     `upstream_requests` (how many request heads reach the backend; None where a case
     leaves it open, with the reason in its description), and for invalid cases
     `upstream_completed` (how many requests the backend receives in full or cannot parse: the
-    check for body errors, which a streaming gateway finds only after sending the head on). Valid cases may also say what
-    the backend receives: `upstream_method`, `upstream_target` (raw request target),
+    check for body errors, which a streaming gateway finds only after sending the head on). Valid
+    cases may also say what the backend receives: `upstream_method`, `upstream_target` (raw request target),
     `upstream_headers` (name -> value that must appear exactly once, or list of values in
     order), `upstream_headers_absent` (names), `upstream_headers_if_present` (name -> value it
     must have if sent at all), `upstream_header_matches` (name -> regex the single value must

@@ -7,6 +7,7 @@ validated by httptools' strict (llhttp) response parser, and bodies are framed b
 because httptools can neither be told that a response answers a HEAD request nor report where a
 message ends in the byte stream.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -150,9 +151,7 @@ def _framing(resp: Response, head_request: bool) -> tuple[str, int]:
     return "close", 0
 
 
-def _parse_chunked(
-    buf: bytearray, pos: int
-) -> tuple[bytes, int, list[tuple[bytes, bytes]], int] | None:
+def _parse_chunked(buf: bytearray, pos: int) -> tuple[bytes, int, list[tuple[bytes, bytes]], int] | None:
     """Strictly decode a chunked body starting at `pos`: (body, chunk count, trailers, end)
     or None if more bytes are needed."""
     body = bytearray()
@@ -161,7 +160,7 @@ def _parse_chunked(
         eol = buf.find(b"\r\n", pos)
         if eol < 0:
             if len(buf) - pos > _MAX_CHUNK_LINE:
-                raise ProtocolError(f"chunk size line too long: {bytes(buf[pos:pos + 100])!r}")
+                raise ProtocolError(f"chunk size line too long: {bytes(buf[pos : pos + 100])!r}")
             return None
         size_field = bytes(buf[pos:eol]).split(b";", 1)[0]
         if not _CHUNK_SIZE.fullmatch(size_field):
@@ -172,9 +171,9 @@ def _parse_chunked(
             return _parse_trailers(buf, start, bytes(body), chunks)
         if len(buf) < start + size + 2:
             return None
-        if buf[start + size:start + size + 2] != b"\r\n":
+        if buf[start + size : start + size + 2] != b"\r\n":
             raise ProtocolError("chunk data not followed by CRLF")
-        body += buf[start:start + size]
+        body += buf[start : start + size]
         chunks += 1
         pos = start + size + 2
 
@@ -233,7 +232,7 @@ class ResponseReader:
                         f"connection ended inside a response head: {bytes(self._buf[:300])!r}", None
                     )
                 return None
-            self._head = (_parse_head(bytes(self._buf[:end + 4])), end + 4)
+            self._head = (_parse_head(bytes(self._buf[: end + 4])), end + 4)
         resp, start = self._head
         kind, length = _framing(resp, head_request)
         if kind == "none":
@@ -242,7 +241,7 @@ class ResponseReader:
             if len(self._buf) < start + length:
                 self._fail_if_eof(resp, start, f"body shorter than Content-Length {length}")
                 return None
-            resp.body = bytes(self._buf[start:start + length])
+            resp.body = bytes(self._buf[start : start + length])
             end = start + length
         elif kind == "chunked":
             parsed = _parse_chunked(self._buf, start)
@@ -403,9 +402,7 @@ class Conn:
     def send(self, data: bytes) -> None:
         self._sock.sendall(data)
 
-    def request(
-        self, method: str = "GET", target: str = "/", headers: Headers = (), body: bytes = b""
-    ) -> Response:
+    def request(self, method: str = "GET", target: str = "/", headers: Headers = (), body: bytes = b"") -> Response:
         self.send(build_request(method, target, headers, body, host=f"{LOOPBACK}:{self.port}"))
         return self.read_response(head_request=method == "HEAD")
 
@@ -446,7 +443,9 @@ class Conn:
         try:
             chunk = self._sock.recv(65536)
         except TimeoutError:
-            raise TimeoutError(f"nothing complete within {self.timeout}s; buffered {self._reader.buffered[:300]!r}") from None
+            raise TimeoutError(
+                f"nothing complete within {self.timeout}s; buffered {self._reader.buffered[:300]!r}"
+            ) from None
         except ConnectionResetError:
             chunk, self.reset = b"", True
         if chunk:
@@ -615,8 +614,15 @@ def run_load(
     retried (once, counted in `retried_stale`)."""
     return asyncio.run(
         _load(
-            port, path, concurrency=concurrency, duration_s=duration_s, max_requests=max_requests,
-            keepalive=keepalive, timeout=timeout, expect_status=expect_status, stop=stop,
+            port,
+            path,
+            concurrency=concurrency,
+            duration_s=duration_s,
+            max_requests=max_requests,
+            keepalive=keepalive,
+            timeout=timeout,
+            expect_status=expect_status,
+            stop=stop,
         )
     )
 

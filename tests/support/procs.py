@@ -4,6 +4,7 @@ Every wait here is on an event (a pipe line, a process exit) with a timeout, and
 started in its own session so that teardown can kill its whole group, workers included, even when
 a test fails half-way.
 """
+
 from __future__ import annotations
 
 import os
@@ -96,7 +97,10 @@ def start_backend(name: str = "backend", *, timeout: float = 10.0) -> Backend:
     """Start a backend on a port it picks itself, and wait for its `PORT <n>` line."""
     proc = subprocess.Popen(
         [PYTHON, "-m", "tests.support.backend", "--port", "0", "--name", name],
-        cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
     )
     assert proc.stdout is not None
     out = b""
@@ -174,7 +178,10 @@ class Gateway:
         with open(self.stdout_path, "wb") as stdout:
             self.proc = subprocess.Popen(
                 [PYTHON, "-m", "fastgw", "run", "-c", str(self.config_path)],
-                cwd=REPO, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
                 start_new_session=True,
             )
         self._reader = threading.Thread(target=self._read_stderr, name="gateway-stderr", daemon=True)
@@ -196,9 +203,7 @@ class Gateway:
         with self._cond:
             return "\n".join(self.lines[-n:])
 
-    def _wait_for(
-        self, patterns: Sequence[re.Pattern[str]], timeout: float, start: int
-    ) -> tuple[int, re.Match[str]]:
+    def _wait_for(self, patterns: Sequence[re.Pattern[str]], timeout: float, start: int) -> tuple[int, re.Match[str]]:
         """The first stderr line from index `start` matching any of `patterns`."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -326,8 +331,13 @@ def gateway_config(backend_port: int, **overrides: Any) -> dict[str, Any]:
         "workers": 2,
         "grace_period": "5s",
         "limits": {
-            "max_head": "32KiB", "max_headers": 100, "max_url": "8KiB", "max_body": "1MiB",
-            "header_timeout": "10s", "body_timeout": "30s", "idle_timeout": "60s",
+            "max_head": "32KiB",
+            "max_headers": 100,
+            "max_url": "8KiB",
+            "max_body": "1MiB",
+            "header_timeout": "10s",
+            "body_timeout": "30s",
+            "idle_timeout": "60s",
         },
         "upstreams": {
             "backend": {

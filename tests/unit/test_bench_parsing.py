@@ -1,6 +1,7 @@
 """The benchmark harness's arithmetic, without load: reading wrk's result, CPU accounting from
 /proc, CPU placement and the medians/ratios of the report. A wrong figure here would make every
 benchmark wrong silently, hence these tests."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,7 +59,9 @@ def test_wrk_script_sets_method_and_body() -> None:
 
 def _stat(pid: int, comm: str, ppid: int, utime: int, stime: int, cutime: int = 0, cstime: int = 0) -> str:
     # Fields 3..13 are state, ppid, pgrp, session, tty, tpgid, flags, minflt, cminflt, majflt, cmajflt.
-    return f"{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 100 0 0 0 {utime} {stime} {cutime} {cstime} 20 0 1 0 5 0\n"
+    return (
+        f"{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 100 0 0 0 {utime} {stime} {cutime} {cstime} 20 0 1 0 5 0\n"
+    )
 
 
 def test_parse_stat_with_awkward_command_name() -> None:
@@ -78,14 +81,17 @@ def _fake_proc(root: Path, stats: dict[int, str]) -> Path:
 
 
 def test_tree_ticks_counts_master_and_all_descendants_only(tmp_path: Path) -> None:
-    proc = _fake_proc(tmp_path, {
-        1: _stat(1, "init", 0, 5, 5),
-        100: _stat(100, "master", 1, 10, 5),
-        101: _stat(101, "worker 1", 100, 400, 100),
-        102: _stat(102, "worker 2", 100, 300, 50),
-        103: _stat(103, "helper", 102, 7, 3),
-        200: _stat(200, "unrelated", 1, 999, 999),
-    })
+    proc = _fake_proc(
+        tmp_path,
+        {
+            1: _stat(1, "init", 0, 5, 5),
+            100: _stat(100, "master", 1, 10, 5),
+            101: _stat(101, "worker 1", 100, 400, 100),
+            102: _stat(102, "worker 2", 100, 300, 50),
+            103: _stat(103, "helper", 102, 7, 3),
+            200: _stat(200, "unrelated", 1, 999, 999),
+        },
+    )
     assert sorted(cpu.tree_pids(100, proc)) == [100, 101, 102, 103]
     assert cpu.tree_ticks(100, proc) == 15 + 500 + 350 + 10
     assert cpu.tree_ticks(999, proc) == 0
@@ -94,13 +100,26 @@ def test_tree_ticks_counts_master_and_all_descendants_only(tmp_path: Path) -> No
 def test_reaped_worker_time_stays_in_the_total(tmp_path: Path) -> None:
     """A worker that dies and is reaped between the samples moves its time into the master's
     cutime/cstime; the total must not drop."""
-    before = cpu.tree_ticks(100, _fake_proc(tmp_path, {
-        100: _stat(100, "master", 1, 10, 0), 101: _stat(101, "worker", 100, 400, 100),
-    }))
-    after = cpu.tree_ticks(100, _fake_proc(tmp_path, {
-        100: _stat(100, "master", 1, 11, 0, cutime=450, cstime=110),
-        102: _stat(102, "new worker", 100, 30, 10),
-    }))
+    before = cpu.tree_ticks(
+        100,
+        _fake_proc(
+            tmp_path,
+            {
+                100: _stat(100, "master", 1, 10, 0),
+                101: _stat(101, "worker", 100, 400, 100),
+            },
+        ),
+    )
+    after = cpu.tree_ticks(
+        100,
+        _fake_proc(
+            tmp_path,
+            {
+                100: _stat(100, "master", 1, 11, 0, cutime=450, cstime=110),
+                102: _stat(102, "new worker", 100, 30, 10),
+            },
+        ),
+    )
     assert after - before == 1 + 50 + 10 + 40
 
 
@@ -123,17 +142,35 @@ def test_placement() -> None:
 
 
 def _run(scenario: str, target: str, rps: float, p99: float, cpu_us: float | None) -> dict[str, object]:
-    lat = {"min": 1.0, "mean": 1.0, "stdev": 0.0, "max": 1.0, "50": p99 / 2, "75": p99 / 2, "90": p99, "99": p99, "99.9": p99}
+    lat = {
+        "min": 1.0,
+        "mean": 1.0,
+        "stdev": 0.0,
+        "max": 1.0,
+        "50": p99 / 2,
+        "75": p99 / 2,
+        "90": p99,
+        "99": p99,
+        "99.9": p99,
+    }
     errors = {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0}
-    return {"scenario": scenario, "target": target, "wrk": {"rps": rps, "latency_us": lat, "errors": errors},
-            "proxy_cpu_us_per_request": cpu_us, "backend_cpu_us_per_request": None}
+    return {
+        "scenario": scenario,
+        "target": target,
+        "wrk": {"rps": rps, "latency_us": lat, "errors": errors},
+        "proxy_cpu_us_per_request": cpu_us,
+        "backend_cpu_us_per_request": None,
+    }
 
 
 def test_summary_medians_and_ratio_to_nginx() -> None:
     runs = [
-        _run("get-small", "nginx", 50_000, 2000, 17.0), _run("get-small", "fastgw", 40_000, 3000, 22.0),
-        _run("get-small", "nginx", 60_000, 1000, 18.0), _run("get-small", "fastgw", 30_000, 4000, 26.0),
-        _run("get-small", "nginx", 55_000, 1500, 99.0), _run("get-small", "fastgw", 44_000, 3300, 24.0),
+        _run("get-small", "nginx", 50_000, 2000, 17.0),
+        _run("get-small", "fastgw", 40_000, 3000, 22.0),
+        _run("get-small", "nginx", 60_000, 1000, 18.0),
+        _run("get-small", "fastgw", 30_000, 4000, 26.0),
+        _run("get-small", "nginx", 55_000, 1500, 99.0),
+        _run("get-small", "fastgw", 44_000, 3300, 24.0),
         _run("get-small", "direct", 100_000, 500, None),
     ]
     rows = {r["target"]: r for r in report.summarize(runs)}
