@@ -1,5 +1,6 @@
 """Type stubs for the compiled core `fastgw._core` (see docs/embedding.md)."""
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 # --- path normalization (_core_src/path.pyx) ---
 
@@ -172,3 +173,106 @@ class BucketTable:
     def stats(self) -> dict[str, int]:
         """capacity; used (slots ever claimed, only grows); active (buckets not full now: what
         to size capacity against); evictions (non-full buckets dropped for room)."""
+
+# --- the proxy exchange (_core_src/proto.pyx, accesslog.pyx) ---
+# Internal to the gateway's workers; typed here so that the Python modules around them check.
+
+def monotonic() -> float:
+    """CLOCK_MONOTONIC in seconds: the clock every protocol timeout is measured on."""
+
+def valid_host(host: bytes) -> bool:
+    """RFC 9110 Host syntax: uri-host [":" port]."""
+
+class Reject(Exception):
+    status: int
+    message: str | None
+    def __init__(self, status: int, message: str | None = None) -> None: ...
+
+class RequestIds:
+    def __init__(self, prefix: bytes) -> None: ...
+    def next(self) -> bytes: ...
+
+class Plan:
+    """A route compiled for the request path; filters and group are attached per worker."""
+
+    index: int
+    upstream: str
+    strip_len: int
+    request_drop_extra: frozenset[bytes] | None
+    request_set: bytes
+    response_drop_extra: frozenset[bytes] | None
+    response_set: bytes
+    host_header: bytes | None
+    default_host_line: bytes
+    group: Any
+    filters: tuple[Any, ...]
+    def __init__(
+        self,
+        index: int,
+        upstream: str,
+        strip_len: int,
+        request_drop_extra: frozenset[bytes] | None,
+        request_set: bytes,
+        response_drop_extra: frozenset[bytes] | None,
+        response_set: bytes,
+        host_header: bytes | None,
+    ) -> None: ...
+
+class Request:
+    """What request filters may read (and `resp_extra`, which they may append to)."""
+
+    method: bytes
+    url: bytes
+    path: bytes
+    query: bytes
+    host: bytes | None
+    rid: bytes
+    resp_extra: bytes
+    plan: Plan | None
+    pool: Any
+    upstream: str
+    status: int
+    sent: int
+    ua: bytes | None
+    referer: bytes | None
+    @property
+    def headers(self) -> list[tuple[bytes, bytes, bytes]]: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def duration(self) -> float: ...
+
+class AccessLog:
+    fd: int
+    on_error: Callable[[int], None] | None
+    def __init__(self, fd: int, format: str) -> None: ...
+    def set_fd(self, fd: int) -> None: ...
+    def tick(self, now_text: bytes) -> None: ...
+    def write(self, peer: bytes, req: Request) -> None: ...
+    def flush(self) -> None: ...
+    @property
+    def buffered(self) -> int: ...
+
+class UpstreamCore:
+    pool: Any
+    transport: Any
+    closed: bool
+    reused: bool
+    last_active: float
+    def __init__(self, pool: Any) -> None: ...
+    def release(self, reusable: bool) -> None: ...
+    def abort(self) -> None: ...
+    def timed_out(self) -> None: ...
+    @property
+    def busy(self) -> bool: ...
+
+class ClientCore:
+    transport: Any
+    peer: bytes
+    closing: bool
+    last_active: float
+    def __init__(self, rt: Any, listener: Any) -> None: ...
+    def reject(self, status: int, message: str | None = None) -> None: ...
+    def sweep(self, now: float) -> None: ...
+    def drain(self) -> None: ...
+    def upstream_timeout(self, conn: UpstreamCore) -> None: ...
