@@ -399,3 +399,44 @@ def _rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def test_slow_upstream_reader_pauses_the_client_upload(backend: Backend, tmp_path: Path) -> None:
+    """An upstream that accepts but never reads: the client's 200 MiB upload must stall (the
+    worker stops reading from it) rather than pile up in the worker's memory."""
+    sink = socket.socket()
+    sink.bind(("127.0.0.1", 0))
+    sink.listen(8)
+    config = base_config(backend.port)
+    config["upstreams"]["backend"]["targets"] = ["127.0.0.1:%d" % sink.getsockname()[1]]
+    config["upstreams"]["backend"]["timeouts"] = {"connect": "1s", "read": "30s"}
+    config["limits"]["max_body"] = "1GiB"
+    config["limits"]["body_timeout"] = "30s"
+    try:
+        with Gateway(config, tmp_path) as g:
+            client = socket.create_connection(("127.0.0.1", g.port))
+            client.setblocking(False)
+            size = 200 * 1024 * 1024
+            head = build_request("POST", "/echo", [("Content-Length", str(size))], host="x")
+            client.setblocking(True)
+            client.sendall(head)
+            client.setblocking(False)
+            chunk = b"x" * 65536
+            sent = 0
+            deadline = time.monotonic() + 5
+            stalled_since = None
+            while time.monotonic() < deadline and sent < size:
+                try:
+                    sent += client.send(chunk)
+                    stalled_since = None
+                except BlockingIOError:
+                    stalled_since = stalled_since or time.monotonic()
+                    if time.monotonic() - stalled_since > 1.0:
+                        break  # the gateway stopped reading: back-pressure reached the client
+                    time.sleep(0.01)
+            rss = max(_rss_kib(pid) for pid in g.workers)
+            client.close()
+        assert sent < size, "the whole body went through although nobody upstream read it"
+        assert rss < 150 * 1024, f"worker RSS {rss} KiB after {sent} bytes uploaded"
+    finally:
+        sink.close()
