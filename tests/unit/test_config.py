@@ -469,11 +469,6 @@ def test_header_edits(tmp_path: Path, edit: str, expected: str) -> None:
         ("route", "cache: {ttl: 30s}", "routes[0].cache"),
         ("route", "websocket: true", "routes[0].websocket"),
         ("route", "aggregate: {profile: {upstream: app, path: /p}}", "routes[0].aggregate"),
-        ("upstream", "balance: round_robin", "upstreams.app.balance"),
-        ("upstream", "hash_key: ip", "upstreams.app.hash_key"),
-        ("upstream", "health: {path: /healthz}", "upstreams.app.health"),
-        ("upstream", "outlier: {consecutive_failures: 5}", "upstreams.app.outlier"),
-        ("upstream", "retries: {attempts: 2}", "upstreams.app.retries"),
         ("listen", "tls: {cert: c.pem, key: k.pem}", "listen[0].tls"),
     ],
 )
@@ -481,7 +476,6 @@ def test_keys_not_supported_yet(tmp_path: Path, where: str, snippet: str, key: s
     text = {
         "top": MINIMAL + snippet + "\n",
         "route": MINIMAL + f"    {snippet}\n",
-        "upstream": MINIMAL.replace('["127.0.0.1:9001"]}', f'["127.0.0.1:9001"], {snippet}}}'),
         "listen": MINIMAL.replace('{address: "127.0.0.1:8080"}', f'{{address: "127.0.0.1:8080", {snippet}}}'),
     }[where]
     name = key.rpartition(".")[2].rpartition("]")[2] or key

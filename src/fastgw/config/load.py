@@ -21,14 +21,20 @@ import orjson
 from .model import (
     AccessLog,
     Address,
+    Balance,
     Config,
     ErrorBody,
     Errors,
+    HashKey,
     HeaderOps,
+    HealthCheck,
     IPNetwork,
     Limits,
     Listener,
     Match,
+    Outlier,
+    Retries,
+    RetryOn,
     Route,
     RouteHeaders,
     Target,
@@ -45,6 +51,11 @@ T = TypeVar("T")
 MAX_WORKERS = 1024
 MAX_ERROR_BODY = 64 * 1024
 MAX_WEIGHT = 1000
+MAX_ATTEMPTS = 10
+MAX_THRESHOLD = 100
+BALANCES = ("weighted", "round_robin", "least_conn", "p2c_ewma", "hash")
+RETRY_CONDITIONS = ("connect_error", "reset", "timeout")
+HASH_KEYS = ("ip", "path", "header:NAME", "cookie:NAME")
 NOT_SUPPORTED = "is not supported yet by this version"
 
 # Headers the gateway itself manages on every hop; a route may neither set nor remove them.
@@ -579,6 +590,94 @@ def validate_status(key: Any) -> int:
     return status
 
 
+def validate_balance(value: Any) -> Balance:
+    if value not in BALANCES:
+        suggestion = _suggest(value, BALANCES) if isinstance(value, str) else ""
+        raise ValueError(f"expected one of {', '.join(BALANCES)}, got {_shown(value)}{suggestion}")
+    return value  # type: ignore[no-any-return]
+
+
+def validate_hash_key(value: Any) -> HashKey:
+    """`ip`, `path`, `header:NAME` (any header, stored lower-case) or `cookie:NAME`."""
+    hint = f"expected one of {', '.join(HASH_KEYS)}, got {_shown(value)}"
+    if not isinstance(value, str):
+        raise ValueError(hint)
+    if value in ("ip", "path"):
+        return HashKey(value)  # type: ignore[arg-type]
+    kind, sep, name = value.partition(":")
+    if not sep or kind not in ("header", "cookie"):
+        raise ValueError(hint)
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"{name!r} is not a valid {kind} name")
+    return HashKey(kind, name.lower() if kind == "header" else name)  # type: ignore[arg-type]
+
+
+def validate_probe_path(value: Any) -> str:
+    """The request target of a health probe: an origin-form path, optionally with a query."""
+    text = validate_string(value)
+    if not text.startswith("/"):
+        raise ValueError(f"must start with '/', got {text!r}")
+    bad = next((c for c in text if not 0x21 <= ord(c) <= 0x7E or c == "#"), None)
+    if bad is not None:
+        raise ValueError(f"must be visible ASCII without spaces or '#', found {bad!r} (percent-encode it)")
+    return text
+
+
+def validate_status_ranges(value: Any) -> tuple[tuple[int, int], ...]:
+    """A status (`200`), a range (`"200-399"`), or a non-empty list of them."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("must not be empty")
+    ranges = []
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            low = high = item
+        elif isinstance(item, str) and re.fullmatch(r"[0-9]{3}-[0-9]{3}", item):
+            low, high = int(item[:3]), int(item[4:])
+        else:
+            raise ValueError(
+                f"expected a status such as 200, a range such as \"200-399\", or a list of them, got {_shown(item)}"
+            )
+        if not 100 <= low <= high <= 599:
+            raise ValueError(f"statuses run from 100 to 599, low to high, got {item!r}")
+        ranges.append((low, high))
+    return tuple(ranges)
+
+
+def validate_percent(value: Any) -> float:
+    """`20%` → 0.2. A bare number is refused: 0.2 and 20 would both be plausible readings."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"write a percentage such as 50% (a bare number is ambiguous), got {_shown(value)}")
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)%", value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"expected a percentage such as 50%, got {_shown(value)}")
+    percent = float(match.group(1))
+    if percent > 100:
+        raise ValueError(f"must be from 0% to 100%, got {value}")
+    return percent / 100
+
+
+def validate_retry_condition(value: Any) -> RetryOn:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 400 <= value <= 599:
+            raise ValueError(f"a status to retry on must be from 400 to 599, got {value}")
+        return value
+    if value in RETRY_CONDITIONS:
+        return value  # type: ignore[no-any-return]
+    hint = ""
+    if isinstance(value, str) and value.isdigit():
+        hint = f" (write {value} without quotes)"
+    elif isinstance(value, str):
+        hint = _suggest(value, RETRY_CONDITIONS)
+    raise ValueError(
+        f"expected {', '.join(RETRY_CONDITIONS)} or a status from 400 to 599, got {_shown(value)}{hint}"
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
 def validate_content_type(value: Any) -> str:
     return validate_header_value(validate_string(value))
 
@@ -611,7 +710,6 @@ TOP_LEVEL = (
     "access_log",
 )
 TOP_LEVEL_UNSUPPORTED = ("auth", "rate_limits", "cache_size")
-UPSTREAM_UNSUPPORTED = ("balance", "hash_key", "health", "outlier", "retries")
 ROUTE_UNSUPPORTED = ("auth", "rate_limit", "cache", "aggregate", "websocket")
 LISTEN_UNSUPPORTED = ("tls",)
 
@@ -755,22 +853,122 @@ def validate_upstreams(report: Report, path: Path, value: Any) -> dict[str, Upst
     return upstreams
 
 
+UPSTREAM_KEYS = (
+    "targets", "keepalive", "timeouts", "host_header", "balance", "hash_key", "health", "outlier", "retries"
+)
+
+
 def validate_upstream(report: Report, path: Path, name: str, value: Any) -> Upstream | None:
-    present = _section(
-        report,
-        path,
-        value,
-        ("targets", "keepalive", "timeouts", "host_header"),
-        required=("targets",),
-        unsupported=UPSTREAM_UNSUPPORTED,
-    )
+    present = _section(report, path, value, UPSTREAM_KEYS, required=("targets",))
     if present is None:
         return None
     targets = validate_targets(report, (*path, "targets"), present["targets"]) if "targets" in present else ()
     kwargs = _fields(report, path, present, {"keepalive": int_between(0), "host_header": validate_host_header})
     if "timeouts" in present:
         kwargs["timeouts"] = validate_timeouts(report, (*path, "timeouts"), present["timeouts"])
+    kwargs.update(_balancing(report, path, present, targets))
+    if "health" in present:
+        kwargs["health"] = validate_health(report, (*path, "health"), present["health"])
+    if "outlier" in present:
+        kwargs["outlier"] = validate_outlier(report, (*path, "outlier"), present["outlier"])
+    if "retries" in present:
+        kwargs["retries"] = validate_retries(report, (*path, "retries"), present["retries"])
     return Upstream(name=name, targets=targets, **kwargs)
+
+
+def _balancing(report: Report, path: Path, present: Mapping[str, Any], targets: tuple[Target, ...]) -> dict[str, Any]:
+    """`balance` and `hash_key`, checked against each other and against the target weights."""
+    out: dict[str, Any] = {}
+    balance: Balance | None = None
+    if "balance" in present:
+        balance = report.check((*path, "balance"), present["balance"], validate_balance, None)
+        if balance is None:
+            return out
+        out["balance"] = balance
+    if "hash_key" in present:
+        key = report.check((*path, "hash_key"), present["hash_key"], validate_hash_key, None)
+        if balance != "hash":
+            shown = f"balance is {balance}" if balance else "balance is not set, so it is weighted"
+            report.error((*path, "hash_key"), f"hash_key is only used with balance: hash ({shown})", at_key=True)
+        elif key is not None:
+            out["hash_key"] = key
+    elif balance == "hash":
+        out["hash_key"] = HashKey()
+    if balance == "round_robin":
+        for index, target in enumerate(targets):
+            if target.weight != 1:
+                report.error(
+                    (*path, "balance"),
+                    f"round_robin ignores weights, but targets[{index}] has weight {target.weight}: "
+                    "use balance: weighted",
+                )
+                break
+    return out
+
+
+def validate_health(report: Report, path: Path, value: Any) -> HealthCheck | None:
+    validators: dict[str, Callable[[Any], Any]] = {
+        "path": validate_probe_path,
+        "interval": validate_positive_duration,
+        "timeout": validate_positive_duration,
+        "unhealthy_after": int_between(1, MAX_THRESHOLD),
+        "healthy_after": int_between(1, MAX_THRESHOLD),
+        "expect": validate_status_ranges,
+        "jitter": validate_duration,
+    }
+    present = _section(report, path, value, validators, required=("path",))
+    if present is None:
+        return None
+    kwargs = _fields(report, path, present, validators)
+    interval = kwargs.get("interval", HealthCheck("/").interval)
+    if "jitter" not in kwargs:
+        kwargs["jitter"] = interval / 10
+    elif kwargs["jitter"] >= interval:
+        shown = f"({_seconds(interval)}), got {present['jitter']!r}"
+        report.error((*path, "jitter"), f"must be shorter than the interval {shown}")
+        kwargs["jitter"] = interval / 10
+    if "path" not in kwargs:
+        return None
+    return HealthCheck(**kwargs)
+
+
+def validate_outlier(report: Report, path: Path, value: Any) -> Outlier:
+    validators: dict[str, Callable[[Any], Any]] = {
+        "consecutive_failures": int_between(1, 1000),
+        "eject_for": validate_positive_duration,
+        "max_ejected": validate_percent,
+    }
+    present = _section(report, path, value, validators)
+    return Outlier(**_fields(report, path, present or {}, validators))
+
+
+def validate_retries(report: Report, path: Path, value: Any) -> Retries:
+    validators: dict[str, Callable[[Any], Any]] = {
+        "attempts": int_between(1, MAX_ATTEMPTS),
+        "budget": validate_percent,
+        "per_try_timeout": validate_positive_duration,
+        "total_timeout": validate_positive_duration,
+    }
+    present = _section(report, path, value, [*validators, "on"])
+    if present is None:
+        return Retries()
+    kwargs = _fields(report, path, present, validators)
+    if "on" in present:
+        kwargs["on"] = _retry_conditions(report, (*path, "on"), present["on"])
+    return Retries(**kwargs)
+
+
+def _retry_conditions(report: Report, path: Path, value: Any) -> tuple[RetryOn, ...]:
+    conditions: list[RetryOn] = []
+    for index, item in enumerate(_list(report, path, value)):
+        condition = report.check((*path, index), item, validate_retry_condition, None)
+        if condition is None:
+            continue
+        if condition in conditions:
+            report.error((*path, index), f"{condition!r} is listed twice")
+            continue
+        conditions.append(condition)
+    return tuple(conditions)
 
 
 def validate_targets(report: Report, path: Path, value: Any) -> tuple[Target, ...]:

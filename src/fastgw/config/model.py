@@ -53,6 +53,59 @@ class Timeouts:
     read: float = 60.0
 
 
+Balance = Literal["weighted", "round_robin", "least_conn", "p2c_ewma", "hash"]
+
+
+@dataclass(frozen=True, slots=True)
+class HashKey:
+    """What `balance: hash` hashes: the client IP, the normalized path, or the value of a request
+    header or cookie (`name` lower-case for headers, as written for cookies)."""
+
+    kind: Literal["ip", "path", "header", "cookie"] = "ip"
+    name: str | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.name is None else f"{self.kind}:{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """Active HTTP probes of every target (one prober per host). `expect` holds inclusive status
+    ranges; `jitter` is the most a wait between probes deviates from `interval`, either way."""
+
+    path: str
+    interval: float = 5.0
+    timeout: float = 1.0
+    unhealthy_after: int = 3
+    healthy_after: int = 2
+    expect: tuple[tuple[int, int], ...] = ((200, 399),)
+    jitter: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Outlier:
+    """Passive health, per worker: `max_ejected` is a fraction of the upstream's targets."""
+
+    consecutive_failures: int = 5
+    eject_for: float = 30.0
+    max_ejected: float = 0.5
+
+
+RetryOn = str | int
+"""`connect_error`, `reset`, `timeout`, or an upstream status."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retries:
+    """`attempts` counts every try, the first included; `budget` is a fraction of requests."""
+
+    attempts: int = 2
+    on: tuple[RetryOn, ...] = ("connect_error",)
+    budget: float = 0.2
+    per_try_timeout: float | None = None
+    total_timeout: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Upstream:
     name: str
@@ -60,6 +113,12 @@ class Upstream:
     keepalive: int = 32
     timeouts: Timeouts = field(default_factory=Timeouts)
     host_header: str | None = None
+    balance: Balance = "weighted"
+    hash_key: HashKey | None = None
+    """Set exactly when `balance` is `hash`."""
+    health: HealthCheck | None = None
+    outlier: Outlier = field(default_factory=Outlier)
+    retries: Retries = field(default_factory=Retries)
 
 
 @dataclass(frozen=True, slots=True)

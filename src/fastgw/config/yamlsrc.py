@@ -226,6 +226,10 @@ class _Converter:
             self._problem(node.start_mark.line + 1, path, "mapping keys must be plain scalars, not lists or mappings")
             return _BAD_KEY
         key = self._loader.construct_object(node)
+        if isinstance(key, bool) and node.style is None:
+            # YAML 1.1 reads a bare `on`, `off`, `yes` or `no` as a boolean; no config key is a
+            # boolean, while `retries: {on: [...]}` is a real key, so keys keep their text.
+            key = node.value
         try:
             hash(key)
         except TypeError:

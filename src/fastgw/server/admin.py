@@ -5,6 +5,7 @@ bounded read; nothing here can block the loop for long.
 """
 from __future__ import annotations
 
+import dataclasses
 import selectors
 import socket
 from typing import TYPE_CHECKING, Any
@@ -131,11 +132,25 @@ def routes_table(master: Master) -> list[dict[str, object]]:
 
 
 def upstreams_table(master: Master) -> dict[str, object]:
-    return {
-        name: {
-            "targets": [{"address": str(t.address), "weight": t.weight} for t in up.targets],
+    """Settings and live target state of the serving generation (see `UpstreamShared.describe`)."""
+    gen = master.current
+    shared = gen.shared if gen is not None else None
+    live = {pid for pid, w in gen.workers.items() if w.ready} if gen is not None else set()
+    table: dict[str, object] = {}
+    for name, up in master.config.upstreams.items():
+        targets = (
+            shared.describe(up, live)
+            if shared is not None
+            else [{"address": str(t.address), "weight": t.weight} for t in up.targets]
+        )
+        table[name] = {
+            "balance": up.balance,
+            "hash_key": str(up.hash_key) if up.hash_key else None,
+            "targets": targets,
             "keepalive": up.keepalive,
             "timeouts": {"connect": up.timeouts.connect, "read": up.timeouts.read},
+            "health": dataclasses.asdict(up.health) if up.health else None,
+            "outlier": dataclasses.asdict(up.outlier),
+            "retries": dataclasses.asdict(up.retries),
         }
-        for name, up in master.config.upstreams.items()
-    }
+    return table

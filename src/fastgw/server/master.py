@@ -20,8 +20,10 @@ from fastgw.config import ConfigError, load
 from fastgw.config.model import Address, Config
 from fastgw.log import log_exception, process_log
 from fastgw.server.admin import AdminServer
+from fastgw.server.checker import HealthCheckers
 from fastgw.server.sockets import make_listener
 from fastgw.server.worker import WORKER_BOOT_ERROR, run_worker
+from fastgw.upstream.shared import UpstreamShared
 
 BOOT_TIMEOUT = 30.0
 """Seconds a new worker has to report that it listens before its generation is given up."""
@@ -52,6 +54,8 @@ class Generation:
     workers: dict[int, WorkerProc] = field(default_factory=dict)
     announced: bool = False
     promoted: float = 0.0
+    shared: UpstreamShared | None = None
+    """Upstream state shared by the generation's workers and its health checker."""
 
 
 class Master:
@@ -76,6 +80,7 @@ class Master:
         self._life_r, self._life_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        self.checkers = HealthCheckers(self._close_in_child, self._life_r)
 
     # ---- public entry point -------------------------------------------------------------------
 
@@ -173,7 +178,10 @@ class Master:
         return out
 
     def _start_generation(self, number: int, config: Config) -> Generation:
-        gen = Generation(number, config)
+        previous = self.current.shared if self.current is not None else None
+        gen = Generation(number, config, shared=UpstreamShared(config, config.workers, number, previous))
+        assert gen.shared is not None
+        self.checkers.start(number, gen.shared)
         for slot in range(config.workers):
             self._spawn(gen, slot)
         return gen
@@ -187,7 +195,7 @@ class Master:
                 os.close(status_r)
                 self._close_in_child(keep={status_w, self._life_r, *(s.fileno() for s, _ in sockets)})
             finally:
-                run_worker(gen.config, gen.number, sockets, status_w, self._life_r)
+                run_worker(gen.config, gen.number, sockets, status_w, self._life_r, gen.shared, slot)
         os.close(status_w)
         os.set_blocking(status_r, False)
         now = time.monotonic()
@@ -247,6 +255,7 @@ class Master:
                 return
             proc = self.workers.pop(pid, None)
             if proc is None:
+                self.checkers.reaped(pid, status)
                 continue
             self._unregister(proc)
             self._worker_exited(proc, status)
@@ -286,6 +295,7 @@ class Master:
             return
         cur = self.current
         assert cur is not None
+        self.checkers.supervise(now)
         for slot, at in list(self.respawn_at.items()):
             if at <= now:
                 del self.respawn_at[slot]
@@ -357,6 +367,7 @@ class Master:
         self.config = new.config
         self.respawn_at.clear()
         new.promoted = time.monotonic()
+        self.checkers.retire(old.number)
         for w in list(old.workers.values()):
             w.stopping = True
             self._kill(w.pid, signal.SIGTERM)
@@ -385,6 +396,7 @@ class Master:
         for w in pending.workers.values():
             w.stopping = True
             self._kill(w.pid, signal.SIGKILL)
+        self.checkers.retire(pending.number)
         self.reload_queued = False
 
     def _stop(self, quick: bool) -> None:
@@ -400,6 +412,7 @@ class Master:
         for w in self.workers.values():
             w.stopping = True
             self._kill(w.pid, sig)
+        self.checkers.stop()
 
     def _kill(self, pid: int, sig: int) -> None:
         try:
@@ -432,6 +445,7 @@ class Master:
                 sock.close()
         if self.admin is not None:
             self.admin.close()
+        self.checkers.wait()
         os.close(self._life_w)
 
     # ---- for the admin API --------------------------------------------------------------------

@@ -20,6 +20,7 @@ from fastgw.http.protocol import ClientProtocol
 from fastgw.log import log_exception, process_log
 from fastgw.runtime import ListenerInfo, Runtime
 from fastgw.server.sockets import BACKLOG
+from fastgw.upstream.shared import UpstreamShared
 
 WORKER_BOOT_ERROR = 3
 """Exit status of a worker that could not start serving: the master must not respawn it blindly."""
@@ -33,11 +34,14 @@ def run_worker(
     sockets: list[tuple[socket.socket, Address]],
     status_fd: int,
     lifeline_fd: int,
+    shared: UpstreamShared | None = None,
+    slot: int = 0,
 ) -> NoReturn:
-    """Entry point in the forked child; never returns."""
+    """Entry point in the forked child; never returns. `shared` is the generation's shared
+    upstream state, `slot` the worker's slot (where it publishes its upstream stats)."""
     code = WORKER_BOOT_ERROR
     try:
-        code = _Worker(config, generation, sockets, status_fd, lifeline_fd).run()
+        code = _Worker(config, generation, sockets, status_fd, lifeline_fd, shared, slot).run()
     except BaseException as exc:
         log_exception(f"worker {os.getpid()}", exc)
     finally:
@@ -52,8 +56,12 @@ class _Worker:
         sockets: list[tuple[socket.socket, Address]],
         status_fd: int,
         lifeline_fd: int,
+        shared: UpstreamShared | None = None,
+        slot: int = 0,
     ) -> None:
         self.config = config
+        self.shared = shared
+        self.slot = slot
         self.generation = generation
         self.sockets = sockets
         self.status_fd = status_fd
@@ -68,7 +76,7 @@ class _Worker:
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         self.loop = loop
-        self.rt = rt = Runtime(self.config, loop, self.generation)
+        self.rt = rt = Runtime(self.config, loop, self.generation, self.shared, self.slot)
         for sock, address in self.sockets:
             info = ListenerInfo(address)
             server = loop.run_until_complete(

@@ -6,10 +6,12 @@ The connections themselves (`fastgw.upstream.connection.UpstreamConnection`, com
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from fastgw.config.model import Target, Upstream
 from fastgw.upstream.connection import UpstreamConnection
+from fastgw.upstream.group import TargetGroup
+from fastgw.upstream.shared import GroupView
+from fastgw.upstream.target import TargetState
 
 
 class Clock:
@@ -22,15 +24,19 @@ class Clock:
         self.now = now
 
 
-class TargetPool:
+class TargetPool(TargetState):
+    """One target's keep-alive connections; attempt outcomes (`begin`, `on_success`,
+    `on_failure`, `on_cancel`) are `TargetState`'s."""
+
     __slots__ = (
         "target", "host", "port", "label", "idle", "busy", "max_idle", "connect_timeout",
-        "read_timeout", "idle_timeout", "clock", "loop", "draining",
+        "read_timeout", "idle_timeout", "loop", "draining",
     )
 
     def __init__(
         self, target: Target, upstream: Upstream, clock: Clock, loop: asyncio.AbstractEventLoop
     ) -> None:
+        TargetState.__init__(self, target.weight, clock)
         self.target = target
         self.host = target.address.host
         self.port = target.address.port
@@ -41,7 +47,6 @@ class TargetPool:
         self.connect_timeout = upstream.timeouts.connect
         self.read_timeout = upstream.timeouts.read
         self.idle_timeout = KEEPALIVE_IDLE
-        self.clock = clock
         self.loop = loop
         self.draining = False
 
@@ -97,21 +102,6 @@ class TargetPool:
             if conn.busy and now - conn.last_active > self.read_timeout:
                 conn.timed_out()
 
-    def begin(self) -> None:
-        """An attempt on this target starts; exactly one of on_success, on_failure or on_cancel
-        follows."""
-
-    def on_success(self, status: int, elapsed: float) -> None:
-        """An exchange with this target completed (any status): outlier detection and latency
-        tracking hook in here."""
-
-    def on_failure(self, kind: str) -> None:
-        """An exchange failed: `connect_error`, `reset`, `timeout` or `protocol_error`."""
-
-    def on_cancel(self) -> None:
-        """The attempt ended for a reason that says nothing about the target (the client left,
-        or a pooled connection turned out stale)."""
-
     def close_all(self) -> None:
         self.draining = True
         for conn in self.idle:
@@ -125,48 +115,14 @@ KEEPALIVE_IDLE = 15.0
 Node 5 s is the exception — a stale-connection retry covers it)."""
 
 
-class UpstreamGroup:
-    """The targets of one upstream, picked by smooth weighted round robin."""
-
-    __slots__ = ("name", "pools", "retry", "retry_statuses", "_weights", "_current", "_total")
-
-    def __init__(self, upstream: Upstream, clock: Clock, loop: asyncio.AbstractEventLoop) -> None:
-        self.name = upstream.name
-        self.retry: Any = ConnectErrorRetry()
-        """Asked by the protocol whether a failed attempt may be tried again elsewhere."""
-        self.retry_statuses: frozenset[int] | None = None
-        """Upstream statuses worth a retry (None: none), checked before `retry.allows`."""
-        self.pools = [TargetPool(t, upstream, clock, loop) for t in upstream.targets]
-        self._weights = [t.weight for t in upstream.targets]
-        self._current = [0] * len(self.pools)
-        self._total = sum(self._weights)
-
-    def on_request(self) -> None:
-        """Once per request routed to this upstream (the retry budget's denominator)."""
-
-    def pick(self, proto: Any, req: Any, exclude: TargetPool | None) -> TargetPool | None:
-        """The target for the next attempt of `req` (from client connection `proto`), other than
-        `exclude` where possible; None when no target may be used (the request gets 503)."""
-        pools = self.pools
-        if len(pools) == 1:
-            return pools[0]
-        current = self._current
-        weights = self._weights
-        best = -1
-        for i in range(len(pools)):
-            current[i] += weights[i]
-            if pools[i] is not exclude and (best < 0 or current[i] > current[best]):
-                best = i
-        current[best] -= self._total
-        return pools[best]
-
-
-class ConnectErrorRetry:
-    """The default policy (DESIGN §8): two attempts in all, and only after a connect error."""
+class UpstreamGroup(TargetGroup):
+    """The targets of one upstream with their pools. Picking, retries and health are
+    `TargetGroup`'s (`fastgw.upstream.group`): `pick`, `on_request`, `retry`, `retry_statuses`."""
 
     __slots__ = ()
-    per_try_timeout = None
-    total_timeout = None
 
-    def allows(self, outcome: object, attempts: int, idempotent: bool, request_sent: bool) -> bool:
-        return outcome == "connect_error" and attempts < 2
+    def __init__(
+        self, upstream: Upstream, clock: Clock, loop: asyncio.AbstractEventLoop, view: GroupView | None = None
+    ) -> None:
+        pools = [TargetPool(t, upstream, clock, loop) for t in upstream.targets]
+        super().__init__(upstream, pools, [p.label for p in pools], clock, view)
