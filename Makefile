@@ -13,7 +13,7 @@ all: compile
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "Cython>=3.1,<4" "setuptools>=68" wheel
+	$(PY) -m pip install -q "Cython>=3.1,<4" "setuptools>=77" wheel
 	$(PY) -m pip install -q -e '.[test,bench]' --no-build-isolation
 	touch $@
 
