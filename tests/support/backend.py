@@ -2,7 +2,10 @@
 
 It prints `PORT <n>` on stdout once listening. One process serves every test; the behaviour is
 chosen by the request path (see `_ROUTES`), and includes the broken upstream behaviours a gateway
-must survive (resets, garbage, bad framing, unrequested 101, bytes after a response). Responses
+must survive (resets, garbage, bad framing, unrequested 101, bytes after a response). Two paths
+change behaviour on command, for tests of health checks and failover: `/healthz` answers the
+status set by `/control/health/{code}`, and `/app` behaves as set by `/control/app/{mode}` (see
+`_app`); `/stats` counts both. Responses
 are written byte by byte as specified here, never through an HTTP library, so that a test knows
 exactly what the gateway received. Requests are parsed by httptools (strict llhttp), so a request
 the gateway should not have forwarded shows up in `/stats` either as a request (`requests` counts
@@ -17,6 +20,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import socket
 import struct
 from collections import deque
@@ -50,6 +54,9 @@ class _Stats:
     requests: int = 0
     completed: int = 0
     parse_errors: int = 0
+    health_probes: int = 0
+    app: int = 0
+    app_posts: int = 0
 
 
 @dataclass
@@ -398,8 +405,55 @@ async def _stats(conn: _Connection, req: _Request, args: list[str]) -> None:
         "completed": s.completed,
         "connections": s.connections,
         "parse_errors": s.parse_errors,
+        "health_probes": s.health_probes,
+        "app": s.app,
+        "app_posts": s.app_posts,
     }
     await conn.send(200, [], json.dumps(body).encode())
+
+
+async def _healthz(conn: _Connection, req: _Request, args: list[str]) -> None:
+    server = conn.server
+    server.stats.health_probes += 1
+    await conn.send(server.health_status, [], json.dumps({"health": server.health_status}).encode())
+
+
+_APP_MODE = re.compile(r"ok|reset|status-[2-5][0-9][0-9]|sleep-[0-9]{1,5}")
+
+
+async def _control(conn: _Connection, req: _Request, args: list[str]) -> None:
+    """`/control/health/{code}` sets what `/healthz` answers; `/control/app/{mode}` how `/app`
+    behaves: `ok`, `status-{code}`, `reset` (RST once the request was read) or `sleep-{ms}`."""
+    what, value = args[0], args[1]
+    if what == "health":
+        code = int(value)
+        if not 200 <= code <= 599:
+            raise ValueError(f"status out of range: {code}")
+        conn.server.health_status = code
+    elif what == "app" and _APP_MODE.fullmatch(value):
+        conn.server.app_mode = value
+    else:
+        raise ValueError(f"unknown control {what}/{value}")
+    await conn.send(200, [], json.dumps({what: value}).encode())
+
+
+async def _app(conn: _Connection, req: _Request, args: list[str]) -> None:
+    """The application endpoint of failover tests: answers with the backend's name, unless
+    `/control/app` said otherwise; every request it receives in full is counted."""
+    server = conn.server
+    server.stats.app += 1
+    if req.method == "POST":
+        server.stats.app_posts += 1
+    mode = server.app_mode
+    if mode == "reset":
+        raise _Reset
+    if mode.startswith("status-"):
+        code = int(mode[7:])
+        await conn.send(code, [], json.dumps({"name": server.name, "status": code}).encode())
+        return
+    if mode.startswith("sleep-"):
+        await asyncio.sleep(int(mode[6:]) / 1000)
+    await conn.send(200, [], json.dumps({"name": server.name, "method": req.method}).encode())
 
 
 async def _close_silently(conn: _Connection, req: _Request, args: list[str]) -> None:
@@ -433,6 +487,9 @@ _ROUTES: dict[str, Handler] = {
     "pid": _pid,
     "stats": _stats,
     "close-silently": _close_silently,
+    "healthz": _healthz,
+    "control": _control,
+    "app": _app,
 }
 
 
@@ -440,6 +497,8 @@ class Backend:
     def __init__(self, name: str) -> None:
         self.name = name
         self.stats = _Stats()
+        self.health_status = 200
+        self.app_mode = "ok"
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.connections += 1

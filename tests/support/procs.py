@@ -78,7 +78,8 @@ class Backend:
 
     def stats(self) -> dict[str, int]:
         """Counters since start: `requests` (heads received, excluding /stats), `completed`
-        (requests received in full), `connections`, `parse_errors`."""
+        (requests received in full), `connections`, `parse_errors`, `health_probes` (requests to
+        /healthz), `app` and `app_posts` (requests and POST requests to /app)."""
         stats: dict[str, int] = http_get(self.port, "/stats").json()
         return stats
 
@@ -93,10 +94,11 @@ class Backend:
             self.proc.stdout.close()
 
 
-def start_backend(name: str = "backend", *, timeout: float = 10.0) -> Backend:
-    """Start a backend on a port it picks itself, and wait for its `PORT <n>` line."""
+def start_backend(name: str = "backend", *, port: int = 0, timeout: float = 10.0) -> Backend:
+    """Start a backend on `port` (0, the default: one it picks itself; a given port lets a
+    stopped backend come back where it was), and wait for its `PORT <n>` line."""
     proc = subprocess.Popen(
-        [PYTHON, "-m", "tests.support.backend", "--port", "0", "--name", name],
+        [PYTHON, "-m", "tests.support.backend", "--port", str(port), "--name", name],
         cwd=REPO,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -260,3 +260,12 @@ def test_workers_publish_what_they_see_for_the_admin_api() -> None:
     assert shared.stats.read_slot(1)[:2] == (os.getpid(), 7)
     # A slot whose worker is gone (or of another generation) is left out.
     assert shared.describe(up, live=set())[0]["workers"] == []
+
+
+def test_a_new_worker_applies_known_verdicts_before_serving() -> None:
+    up = upstream("a", [1, 2])
+    shared = UpstreamShared(config(up), 2, 1)
+    assert shared.health is not None
+    shared.health.write(0, HealthRecord(UNHEALTHY, 0, 3, 503, 3, 1.0, 1.0))
+    g = worker_group(shared, up, 0, FakeClock())
+    assert not g.pools[0].usable and g.pools[1].usable

@@ -51,6 +51,10 @@ class TargetGroup:
         self.balancer: Balancer = make_balancer(upstream, self.pools, labels, clock)
         self.pick = self.balancer.pick
         self.view = view
+        if view is not None:
+            # Before the worker serves: a target the checker already holds unhealthy (kept over a
+            # reload) must not get requests until the first tick.
+            self.tick(clock.now)
 
     def tick(self, now: float) -> None:
         """Applies the shared health states and ended ejections to `usable`, then publishes this
