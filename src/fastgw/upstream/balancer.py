@@ -23,6 +23,19 @@ VNODES = 160
 when a target comes or goes."""
 
 
+class Single:
+    """An upstream of one target, whatever its `balance`: nothing to choose."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: TargetState) -> None:
+        self.target = target
+
+    def pick(self, proto: Any, req: Any, exclude: TargetState | None) -> TargetState | None:
+        target = self.target
+        return target if target.usable else None
+
+
 class RoundRobin:
     """Each usable target in turn; weights are refused by the config for this mode."""
 
@@ -84,11 +97,13 @@ class LeastConn:
     """The usable target with the fewest attempts in flight in this worker, relative to its
     weight. Ties go round robin: the scan starts just after the last target chosen."""
 
-    __slots__ = ("targets", "_next")
+    __slots__ = ("targets", "_next", "_weighted")
 
     def __init__(self, targets: Sequence[TargetState]) -> None:
         self.targets = targets
         self._next = 0
+        self._weighted = any(t.weight != 1 for t in targets)
+        """With equal weights the in-flight counts compare as they are, as integers."""
 
     def pick(self, proto: Any, req: Any, exclude: TargetState | None) -> TargetState | None:
         targets = self.targets
@@ -96,7 +111,8 @@ class LeastConn:
         i = self._next
         best = None
         fallback = None
-        best_score = math.inf
+        best_score: float = math.inf
+        weighted = self._weighted
         for _ in range(n):
             target = targets[i]
             i += 1
@@ -107,7 +123,7 @@ class LeastConn:
             if target is exclude:
                 fallback = target
                 continue
-            score = (target.active + 1) / target.weight
+            score = (target.active + 1) / target.weight if weighted else target.active
             if score < best_score:
                 best = target
                 best_score = score
@@ -241,11 +257,13 @@ def key_reader(key: HashKey) -> Any:
     return cookie
 
 
-Balancer = RoundRobin | Weighted | LeastConn | P2CEwma | ConsistentHash
+Balancer = Single | RoundRobin | Weighted | LeastConn | P2CEwma | ConsistentHash
 
 
 def make_balancer(upstream: Upstream, targets: Sequence[TargetState], labels: Sequence[str], clock: Any) -> Balancer:
     balance = upstream.balance
+    if len(targets) == 1:
+        return Single(targets[0])
     if balance == "round_robin":
         return RoundRobin(targets)
     if balance == "least_conn":

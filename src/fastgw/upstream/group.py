@@ -47,7 +47,7 @@ class TargetGroup:
         self.retry = RetryPolicy(upstream.retries, clock)
         self.retry_statuses = self.retry.statuses
         """Upstream statuses worth a retry (None: none), checked before `retry.allows`."""
-        self.on_request = self.retry.on_request
+        self.on_request = self.retry.budget.on_request
         self.balancer: Balancer = make_balancer(upstream, self.pools, labels, clock)
         self.pick = self.balancer.pick
         self.view = view
