@@ -462,10 +462,8 @@ def test_header_edits(tmp_path: Path, edit: str, expected: str) -> None:
     ("where", "snippet", "key"),
     [
         ("top", "auth: {main: {type: jwt}}", "auth"),
-        ("top", "rate_limits: {per_ip: {rate: 100/s}}", "rate_limits"),
         ("top", "cache_size: 64MiB", "cache_size"),
         ("route", "auth: main_jwt", "routes[0].auth"),
-        ("route", "rate_limit: [per_ip]", "routes[0].rate_limit"),
         ("route", "cache: {ttl: 30s}", "routes[0].cache"),
         ("route", "websocket: true", "routes[0].websocket"),
         ("route", "aggregate: {profile: {upstream: app, path: /p}}", "routes[0].aggregate"),

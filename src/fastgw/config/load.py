@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -33,6 +34,8 @@ from .model import (
     Listener,
     Match,
     Outlier,
+    RateLimit,
+    RateLimitTable,
     Retries,
     RetryOn,
     Route,
@@ -41,7 +44,7 @@ from .model import (
     Timeouts,
     Upstream,
 )
-from .units import parse_duration, parse_size
+from .units import parse_duration, parse_rate, parse_size
 from .yamlsrc import Document, Path, YamlSyntaxError, format_path, kind_of, parse
 
 __all__ = ["ConfigError", "load", "load_text"]
@@ -705,12 +708,14 @@ TOP_LEVEL = (
     "limits",
     "trusted_proxies",
     "upstreams",
+    "rate_limits",
+    "rate_limit_table",
     "routes",
     "errors",
     "access_log",
 )
-TOP_LEVEL_UNSUPPORTED = ("auth", "rate_limits", "cache_size")
-ROUTE_UNSUPPORTED = ("auth", "rate_limit", "cache", "aggregate", "websocket")
+TOP_LEVEL_UNSUPPORTED = ("auth", "cache_size")
+ROUTE_UNSUPPORTED = ("auth", "cache", "aggregate", "websocket")
 LISTEN_UNSUPPORTED = ("tls",)
 
 
@@ -731,12 +736,18 @@ def validate_config(report: Report, data: Any, source: str) -> Config:
     upstreams = validate_upstreams(report, ("upstreams",), present.get("upstreams", {}))
     upstream_names = _names(present.get("upstreams"))
     sections: dict[str, Any] = {}
+    rate_limits = validate_rate_limits(report, ("rate_limits",), present.get("rate_limits", {}))
+    limit_names = _names(present.get("rate_limits"))
+    if "rate_limit_table" in present:
+        sections["rate_limit_table"] = validate_rate_limit_table(
+            report, ("rate_limit_table",), present["rate_limit_table"]
+        )
     if "limits" in present:
         sections["limits"] = validate_limits(report, ("limits",), present["limits"])
     if "trusted_proxies" in present:
         sections["trusted_proxies"] = validate_trusted_proxies(report, ("trusted_proxies",), present["trusted_proxies"])
     if "routes" in present:
-        sections["routes"] = validate_routes(report, ("routes",), present["routes"], upstream_names)
+        sections["routes"] = validate_routes(report, ("routes",), present["routes"], upstream_names, limit_names)
     if "errors" in present:
         sections["errors"] = validate_errors(report, ("errors",), present["errors"], base_dir)
     if "access_log" in present:
@@ -747,15 +758,16 @@ def validate_config(report: Report, data: Any, source: str) -> Config:
         listen=listen,
         admin=admin,
         upstreams=MappingProxyType(upstreams),
+        rate_limits=MappingProxyType(rate_limits),
         **scalars,
         **sections,
     )
 
 
-def _names(upstreams: Any) -> set[str]:
-    """Names declared under `upstreams`, even those whose body is invalid, so that routes naming
-    them are not also reported as dangling."""
-    return {str(name) for name in upstreams} if isinstance(upstreams, dict) else set()
+def _names(section: Any) -> set[str]:
+    """Names declared under `upstreams` (or `rate_limits`), even those whose body is invalid, so
+    that routes naming them are not also reported as dangling."""
+    return {str(name) for name in section} if isinstance(section, dict) else set()
 
 
 def validate_listen(report: Report, path: Path, value: Any) -> tuple[Listener, ...]:
@@ -1009,10 +1021,12 @@ def validate_timeouts(report: Report, path: Path, value: Any) -> Timeouts:
     return Timeouts(**_fields(report, path, present or {}, validators))
 
 
-def validate_routes(report: Report, path: Path, value: Any, upstream_names: Collection[str]) -> tuple[Route, ...]:
+def validate_routes(
+    report: Report, path: Path, value: Any, upstream_names: Collection[str], limit_names: Collection[str] = ()
+) -> tuple[Route, ...]:
     routes: list[Route] = []
     for index, item in enumerate(_list(report, path, value)):
-        route = validate_route(report, (*path, index), index, item, upstream_names)
+        route = validate_route(report, (*path, index), index, item, upstream_names, limit_names)
         if route is not None:
             routes.append(route)
     _report_duplicate_routes(report, path, routes)
@@ -1020,13 +1034,18 @@ def validate_routes(report: Report, path: Path, value: Any, upstream_names: Coll
 
 
 def validate_route(
-    report: Report, path: Path, index: int, value: Any, upstream_names: Collection[str]
+    report: Report,
+    path: Path,
+    index: int,
+    value: Any,
+    upstream_names: Collection[str],
+    limit_names: Collection[str] = (),
 ) -> Route | None:
     present = _section(
         report,
         path,
         value,
-        ("match", "upstream", "strip_prefix", "headers"),
+        ("match", "upstream", "strip_prefix", "headers", "rate_limit"),
         # An aggregate route has no upstream of its own; the 'aggregate' key is reported already.
         required=("match",) if isinstance(value, dict) and "aggregate" in value else ("match", "upstream"),
         unsupported=ROUTE_UNSUPPORTED,
@@ -1046,6 +1065,9 @@ def validate_route(
     if strip_prefix and match is not None and match.prefix is None:
         report.error((*path, "strip_prefix"), "strip_prefix: true needs match.prefix (this route matches a path)")
     headers = validate_route_headers(report, (*path, "headers"), present["headers"]) if "headers" in present else None
+    rate_limit = ()
+    if "rate_limit" in present:
+        rate_limit = validate_route_rate_limit(report, (*path, "rate_limit"), present["rate_limit"], limit_names)
     if match is None or upstream is None:
         return None
     return Route(
@@ -1055,6 +1077,7 @@ def validate_route(
         strip_prefix=strip_prefix,
         headers=headers or RouteHeaders(),
         line=report.line(path),
+        rate_limit=rate_limit,
     )
 
 
@@ -1267,3 +1290,194 @@ def _log_path(base_dir: str) -> Callable[[Any], str | None]:
         return resolve(value)
 
     return validate_log_path
+
+
+# ---------------------------------------------------------------------------------------------
+# Rate limits (DESIGN §4, §8): named limits, the shared table, and the routes that use them
+
+
+MAX_RATE = 1e9
+"""One token per ns: the finest rate the bucket's integer ns arithmetic represents."""
+MAX_CLUSTER_RATE = 1e6
+"""The Redis script keeps time in µs (as float), so a cluster limit needs at least 1 µs per token."""
+MAX_BURST = 10**9
+MAX_SPAN = 2**61 / 1e9
+"""Seconds a bucket may take to refill (burst / rate): 73 years, the table's 64-bit ns bound."""
+MAX_REDIS_TIMEOUT = 10.0
+MAX_TABLE_CAPACITY = 2**26
+RATE_LIMIT_KEYS = ("ip", "route", "header:NAME", "claim:NAME", "consumer")
+_CLUSTER_ONLY = ("redis", "on_redis_error", "redis_timeout")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def validate_rate(value: Any) -> tuple[float, str]:
+    """Tokens per second, and the rate as written."""
+    count, per = parse_rate(value)
+    rate = count / per
+    if rate > MAX_RATE:
+        raise ValueError(f"{value!r} is above the maximum of {MAX_RATE:.0f}/s")
+    return rate, str(value)
+
+
+def validate_limit_name(name: str) -> str:
+    if not _UPSTREAM_NAME.fullmatch(name):
+        raise ValueError(f"rate limit name {name!r} may only contain letters, digits, '_', '.' and '-'")
+    return name
+
+
+def validate_limit_key(value: Any) -> str:
+    """`ip`, `route` or `header:NAME` (stored `header:` + lower-case NAME). `claim:NAME` and
+    `consumer` are keys of authenticated requests: refused until routes can have `auth`."""
+    hint = f"expected one of {', '.join(RATE_LIMIT_KEYS)}, got {_shown(value)}"
+    if not isinstance(value, str):
+        raise ValueError(hint)
+    if value in ("ip", "route"):
+        return value
+    kind, sep, name = value.partition(":")
+    if value == "consumer" or (sep and kind == "claim"):
+        if kind == "claim" and not name:
+            raise ValueError("claim: needs a claim name, as in claim:sub")
+        raise ValueError(f"key {value!r} requires auth on the route (not supported yet)")
+    if not sep or kind != "header":
+        suggestion = _suggest(value, ("ip", "route", "consumer"))
+        raise ValueError(hint + suggestion)
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"{name!r} is not a valid header name")
+    return f"header:{name.lower()}"
+
+
+def validate_redis_url(value: Any) -> str:
+    """`redis://[user:password@]host[:port][/db]`, `rediss://` (TLS) or `unix:///path.sock`."""
+    text = validate_string(value)
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in _REDIS_SCHEMES:
+        raise ValueError(f"expected a URL such as redis://127.0.0.1:6379/0 (schemes: {', '.join(_REDIS_SCHEMES)}), got {text!r}")
+    if scheme == "unix":
+        if not rest.startswith("/"):
+            raise ValueError(f"a unix URL needs an absolute socket path, as unix:///run/redis.sock, got {text!r}")
+        return text
+    authority, _, db = rest.partition("/")
+    hostport = authority.rpartition("@")[2]
+    if not hostport:
+        raise ValueError(f"missing host in {text!r}")
+    if hostport.startswith("["):
+        host, _, port = hostport[1:].partition("]")
+        port = port[1:] if port.startswith(":") else port
+    else:
+        host, _, port = hostport.partition(":")
+    validate_host(host)
+    if port and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
+        raise ValueError(f"port must be from 1 to 65535, got {port!r}")
+    if db and not db.isdigit():
+        raise ValueError(f"the database is a number (redis://host:port/0), got {db!r}")
+    return text
+
+
+def validate_redis_timeout(value: Any) -> float:
+    seconds = validate_positive_duration(value)
+    if seconds > MAX_REDIS_TIMEOUT:
+        raise ValueError(f"must be at most {MAX_REDIS_TIMEOUT:.0f}s (requests never wait for Redis longer), got {value!r}")
+    return seconds
+
+
+def validate_rate_limits(report: Report, path: Path, value: Any) -> dict[str, RateLimit]:
+    if not isinstance(value, dict):
+        report.error(path, f"expected a mapping of rate limit names to limits, got {kind_of(value)}")
+        return {}
+    limits: dict[str, RateLimit] = {}
+    for raw_name, body in value.items():
+        name = str(raw_name)
+        item_path = (*path, name)
+        try:
+            validate_limit_name(name)
+        except ValueError as exc:
+            report.error(item_path, str(exc), at_key=True)
+            continue
+        limit = validate_rate_limit(report, item_path, name, body)
+        if limit is not None:
+            limits[name] = limit
+    return limits
+
+
+def validate_rate_limit(report: Report, path: Path, name: str, value: Any) -> RateLimit | None:
+    """One limit; the default burst is one second of rate, rounded up (DESIGN §8)."""
+    present = _section(
+        report,
+        path,
+        value,
+        ("rate", "burst", "key", "scope", "redis", "on_redis_error", "redis_timeout", "enforce"),
+        required=("rate",),
+    )
+    if present is None or "rate" not in present:
+        return None
+    rate = report.check((*path, "rate"), present["rate"], validate_rate, None)
+    kwargs = _fields(
+        report,
+        path,
+        present,
+        {
+            "burst": int_between(1, MAX_BURST),
+            "key": validate_limit_key,
+            "scope": one_of("local", "cluster"),
+            "redis": validate_redis_url,
+            "on_redis_error": one_of("open", "closed"),
+            "redis_timeout": validate_redis_timeout,
+            "enforce": validate_bool,
+        },
+    )
+    bad = len(kwargs) != len(present) - 1
+    scope = present.get("scope", "local")
+    if scope == "cluster":
+        if "redis" not in present:
+            report.error((*path, "redis"), "required key is missing (scope: cluster keeps its buckets in Redis)")
+            bad = True
+        if rate is not None and rate[0] > MAX_CLUSTER_RATE:
+            report.error((*path, "rate"), f"a cluster limit may be at most {MAX_CLUSTER_RATE:.0f}/s, got {rate[1]!r}")
+            bad = True
+    elif scope == "local":
+        for key in _CLUSTER_ONLY:
+            if key in present:
+                report.error((*path, key), f"{key!r} only applies to scope: cluster", at_key=True)
+                bad = True
+    if rate is None or bad:
+        return None
+    per_second, text = rate
+    burst = kwargs.pop("burst", max(1, math.ceil(per_second)))
+    if burst / per_second >= MAX_SPAN:
+        report.error((*path, "burst"), f"burst / rate ({burst} / {text}) takes more than 73 years to refill")
+        return None
+    return RateLimit(name=name, rate=per_second, burst=burst, rate_text=text, line=report.line(path), **kwargs)
+
+
+def validate_rate_limit_table(report: Report, path: Path, value: Any) -> RateLimitTable:
+    validators = {"capacity": int_between(8, MAX_TABLE_CAPACITY)}
+    present = _section(report, path, value, validators)
+    return RateLimitTable(**_fields(report, path, present or {}, validators))
+
+
+def validate_route_rate_limit(
+    report: Report, path: Path, value: Any, limit_names: Collection[str]
+) -> tuple[str, ...]:
+    """A limit name or a non-empty list of them, each defined under `rate_limits`, once."""
+    items: list[tuple[Path, Any]]
+    if isinstance(value, list):
+        if not value:
+            report.error(path, "must not be empty (omit rate_limit for a route without limits)")
+        items = [((*path, index), item) for index, item in enumerate(value)]
+    else:
+        items = [(path, value)]
+    names: list[str] = []
+    for item_path, item in items:
+        if not isinstance(item, str) or not item:
+            report.error(item_path, f"expected a rate limit name, got {_shown(item)}")
+            continue
+        if item not in limit_names:
+            suggestion = _suggest(item, limit_names)
+            known = f"; defined: {', '.join(sorted(limit_names))}" if limit_names and not suggestion else ""
+            report.error(item_path, f"unknown rate limit {item!r}{suggestion}{known}")
+            continue
+        if item in names:
+            report.error(item_path, f"rate limit {item!r} is listed twice")
+            continue
+        names.append(item)
+    return tuple(names)

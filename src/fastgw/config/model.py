@@ -156,6 +156,41 @@ class Route:
     strip_prefix: bool = False
     headers: RouteHeaders = field(default_factory=RouteHeaders)
     line: int | None = None
+    rate_limit: tuple[str, ...] = ()
+    """Names of `rate_limits` checked on this route, in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """One named limit of `rate_limits`. `rate` is tokens per second (`rate_text` as written);
+    `key` is `ip`, `route` or `header:NAME` (NAME lower-case). `redis`, `on_redis_error` and
+    `redis_timeout` matter only when `scope` is `cluster` (the loader refuses them otherwise)."""
+
+    name: str
+    rate: float
+    burst: int
+    rate_text: str = ""
+    key: str = "ip"
+    scope: Literal["local", "cluster"] = "local"
+    redis: str | None = None
+    on_redis_error: Literal["open", "closed"] = "open"
+    redis_timeout: float = 0.05
+    enforce: bool = True
+    line: int | None = None
+
+    @property
+    def identity(self) -> str:
+        """What a limit's buckets belong to: a reload that keeps it keeps its buckets, a change
+        of any part of it (not `enforce`, so that shadow mode can be switched off without a reset)
+        starts it afresh."""
+        return f"{self.name}|{self.rate!r}|{self.burst}|{self.key}|{self.scope}"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitTable:
+    """The host-wide shared-memory table of local-scope buckets; `capacity` slots of 16 bytes."""
+
+    capacity: int = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +224,8 @@ class Config:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     upstreams: Mapping[str, Upstream] = field(default_factory=lambda: MappingProxyType({}))
     routes: tuple[Route, ...] = ()
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=lambda: MappingProxyType({}))
+    rate_limit_table: RateLimitTable = field(default_factory=RateLimitTable)
     errors: Errors = field(default_factory=Errors)
     access_log: AccessLog = field(default_factory=AccessLog)
     pidfile: str | None = None
