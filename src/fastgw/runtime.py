@@ -12,6 +12,7 @@ from fastgw._core import RequestIds, monotonic
 from fastgw.config.model import Address, Config
 from fastgw.http.replies import Replies
 from fastgw.log import AccessLogWriter, log_exception
+from fastgw.ratelimit import SharedBuckets, attach_rate_limits
 from fastgw.routing import compile_routes
 from fastgw.upstream.pool import Clock, UpstreamGroup
 from fastgw.upstream.shared import UpstreamShared
@@ -33,7 +34,7 @@ class ListenerInfo:
 class Runtime:
     def __init__(
         self, config: Config, loop: asyncio.AbstractEventLoop, generation: int,
-        shared: UpstreamShared | None = None, slot: int = 0,
+        shared: UpstreamShared | None = None, slot: int = 0, buckets: SharedBuckets | None = None,
     ) -> None:
         self.config = config
         self.loop = loop
@@ -48,6 +49,7 @@ class Runtime:
             group = self.groups[plan.upstream]
             plan.group = group
             plan.default_host_line = b"host: %s\r\n" % group.pools[0].label.encode()
+        self.rate_limits = attach_rate_limits(self, buckets)
         limits = config.limits
         self.max_head = limits.max_head
         self.max_headers = limits.max_headers

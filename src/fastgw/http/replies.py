@@ -27,6 +27,7 @@ DEFAULT_MESSAGES = {
     408: ("request_timeout", "the request was not received in time"),
     413: ("body_too_large", "request body exceeds the configured limit"),
     414: ("uri_too_long", "request target exceeds the configured limit"),
+    429: ("rate_limited", "too many requests; retry after the time given in Retry-After"),
     417: ("expectation_failed", "only 'Expect: 100-continue' is supported"),
     431: ("headers_too_large", "request header section exceeds the configured limit"),
     500: ("internal_error", "the gateway failed to handle the request"),

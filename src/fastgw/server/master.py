@@ -19,6 +19,7 @@ from typing import Callable
 from fastgw.config import ConfigError, load
 from fastgw.config.model import Address, Config
 from fastgw.log import log_exception, process_log
+from fastgw.ratelimit import SharedBuckets, shared_buckets
 from fastgw.server.admin import AdminServer
 from fastgw.server.checker import HealthCheckers
 from fastgw.server.sockets import make_listener
@@ -53,6 +54,8 @@ class Generation:
     config: Config
     workers: dict[int, WorkerProc] = field(default_factory=dict)
     announced: bool = False
+    buckets: SharedBuckets | None = None
+    """Created before the generation's first fork; kept across reloads while it still fits."""
     promoted: float = 0.0
     shared: UpstreamShared | None = None
     """Upstream state shared by the generation's workers and its health checker."""
@@ -182,6 +185,7 @@ class Master:
         gen = Generation(number, config, shared=UpstreamShared(config, config.workers, number, previous))
         assert gen.shared is not None
         self.checkers.start(number, gen.shared)
+        gen.buckets = shared_buckets(config, self.current.buckets if self.current is not None else None)
         for slot in range(config.workers):
             self._spawn(gen, slot)
         return gen
@@ -195,7 +199,7 @@ class Master:
                 os.close(status_r)
                 self._close_in_child(keep={status_w, self._life_r, *(s.fileno() for s, _ in sockets)})
             finally:
-                run_worker(gen.config, gen.number, sockets, status_w, self._life_r, gen.shared, slot)
+                run_worker(gen.config, gen.number, sockets, status_w, self._life_r, gen.shared, slot, gen.buckets)
         os.close(status_w)
         os.set_blocking(status_r, False)
         now = time.monotonic()

@@ -18,6 +18,7 @@ import uvloop
 from fastgw.config.model import Address, Config
 from fastgw.http.protocol import ClientProtocol
 from fastgw.log import log_exception, process_log
+from fastgw.ratelimit import SharedBuckets
 from fastgw.runtime import ListenerInfo, Runtime
 from fastgw.server.sockets import BACKLOG
 from fastgw.upstream.shared import UpstreamShared
@@ -36,12 +37,14 @@ def run_worker(
     lifeline_fd: int,
     shared: UpstreamShared | None = None,
     slot: int = 0,
+    buckets: SharedBuckets | None = None,
 ) -> NoReturn:
     """Entry point in the forked child; never returns. `shared` is the generation's shared
-    upstream state, `slot` the worker's slot (where it publishes its upstream stats)."""
+    upstream state, `slot` the worker's slot (where it publishes its upstream stats), `buckets`
+    the rate-limit table the master set up before forking, common to every worker."""
     code = WORKER_BOOT_ERROR
     try:
-        code = _Worker(config, generation, sockets, status_fd, lifeline_fd, shared, slot).run()
+        code = _Worker(config, generation, sockets, status_fd, lifeline_fd, shared, slot, buckets).run()
     except BaseException as exc:
         log_exception(f"worker {os.getpid()}", exc)
     finally:
@@ -58,10 +61,12 @@ class _Worker:
         lifeline_fd: int,
         shared: UpstreamShared | None = None,
         slot: int = 0,
+        buckets: SharedBuckets | None = None,
     ) -> None:
         self.config = config
         self.shared = shared
         self.slot = slot
+        self.buckets = buckets
         self.generation = generation
         self.sockets = sockets
         self.status_fd = status_fd
@@ -76,7 +81,7 @@ class _Worker:
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         self.loop = loop
-        self.rt = rt = Runtime(self.config, loop, self.generation, self.shared, self.slot)
+        self.rt = rt = Runtime(self.config, loop, self.generation, self.shared, self.slot, self.buckets)
         for sock, address in self.sockets:
             info = ListenerInfo(address)
             server = loop.run_until_complete(
