@@ -17,6 +17,7 @@ from typing import Any
 SMALL_BODY = "hello world\n"
 SMALL_PATH = "/small"
 JSON_PATH = "/json4k"
+LIMITED_PREFIX = "/limited"
 JSON_SIZE = 4096
 
 
@@ -80,6 +81,27 @@ SCENARIOS: tuple[Scenario, ...] = (
         method="POST",
         body_bytes=64 * 1024,
         headers=(("Content-Type", "application/octet-stream"),),
+    ),
+    # The cost of a rate-limit decision, not of 429s: a per-client-IP limit far above what a run
+    # can send, on both proxies (nginx's limit_req zone is host-wide shared memory too).
+    Scenario(
+        "get-limited",
+        "GET through a per-IP rate limit that never refuses, 12 B response, keep-alive",
+        LIMITED_PREFIX + SMALL_PATH,
+        fastgw_sections={"rate_limits": {"bench_ip": {"rate": "1000000/s", "burst": 1000000, "key": "ip"}}},
+        fastgw_routes=(
+            {
+                "match": {"prefix": LIMITED_PREFIX}, "upstream": "backend", "strip_prefix": True,
+                "rate_limit": "bench_ip",
+            },
+        ),
+        nginx_http="    limit_req_zone $binary_remote_addr zone=bench_ip:1m rate=1000000r/s;",
+        nginx_locations=(
+            f"        location {LIMITED_PREFIX}/ {{\n"
+            "            limit_req zone=bench_ip burst=1000000 nodelay;\n"
+            "            proxy_pass http://backend/;\n"
+            "        }\n"
+        ),
     ),
 )
 
