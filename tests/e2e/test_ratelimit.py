@@ -34,7 +34,9 @@ def backend() -> Iterator[Backend]:
         yield b
 
 
-def limited_config(backend: Backend, rate_limits: dict[str, Any], routes: list[dict[str, Any]], **over: Any) -> dict[str, Any]:
+def limited_config(
+    backend: Backend, rate_limits: dict[str, Any], routes: list[dict[str, Any]], **over: Any
+) -> dict[str, Any]:
     routes = [{"upstream": "backend", "strip_prefix": r["match"]["prefix"] != "/", **r} for r in routes]
     return gateway_config(backend.port, rate_limits=rate_limits, routes=routes, **over)
 
@@ -66,7 +68,8 @@ def ratelimit(resp: Response) -> tuple[int, int, int]:
 
 
 def assert_within(got: int, expected: float, tolerance: float, what: str) -> None:
-    assert abs(got - expected) <= tolerance * expected, f"{what}: {got} allowed, expected {expected:.0f} ±{tolerance:.0%}"
+    message = f"{what}: {got} allowed, expected {expected:.0f} ±{tolerance:.0%}"
+    assert abs(got - expected) <= tolerance * expected, message
 
 
 # ---- the contract, on one gateway --------------------------------------------------------------

@@ -114,10 +114,12 @@ def test_table_capacity(tmp_path: Path) -> None:
         ("{rate: 1/s, key: 'claim:'}", "6: rate_limits.per_ip.key: claim: needs a claim name, as in claim:sub"),
         ("{rate: 1/s, key: consumer}",
          "6: rate_limits.per_ip.key: key 'consumer' requires auth on the route (not supported yet)"),
-        ("{rate: 1/s, scope: global}", "6: rate_limits.per_ip.scope: expected one of local, cluster, got string 'global'"),
+        ("{rate: 1/s, scope: global}",
+         "6: rate_limits.per_ip.scope: expected one of local, cluster, got string 'global'"),
         ("{rate: 1/s, enforce: 'no'}", "6: rate_limits.per_ip.enforce: expected true or false, got string 'no'"),
         ("{rate: 1/s, brust: 3}", "6: rate_limits.per_ip.brust: unknown key 'brust' (did you mean 'burst'?)"),
-        ("{rate: 1/s, redis: 'redis://127.0.0.1'}", "6: rate_limits.per_ip.redis: 'redis' only applies to scope: cluster"),
+        ("{rate: 1/s, redis: 'redis://127.0.0.1'}",
+         "6: rate_limits.per_ip.redis: 'redis' only applies to scope: cluster"),
         ("{rate: 1/s, on_redis_error: open}",
          "6: rate_limits.per_ip.on_redis_error: 'on_redis_error' only applies to scope: cluster"),
         ("{rate: 1/s, scope: cluster}",
@@ -156,7 +158,8 @@ def test_valid_cluster_urls(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("route", "expected"),
     [
-        ("rate_limit: [per_ip, per_usr]", "11: routes[0].rate_limit[1]: unknown rate limit 'per_usr' (did you mean 'per_user'?)"),
+        ("rate_limit: [per_ip, per_usr]",
+         "11: routes[0].rate_limit[1]: unknown rate limit 'per_usr' (did you mean 'per_user'?)"),
         ("rate_limit: nope", "11: routes[0].rate_limit: unknown rate limit 'nope'; defined: per_ip, per_user"),
         ("rate_limit: [per_ip, per_ip]", "11: routes[0].rate_limit[1]: rate limit 'per_ip' is listed twice"),
         ("rate_limit: []", "11: routes[0].rate_limit: must not be empty (omit rate_limit for a route without limits)"),
@@ -222,7 +225,9 @@ _VALUES = st.one_of(
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.sampled_from([p for p in _paths(_FULL) if p and p[0] in ("rate_limits", "rate_limit_table", "routes")]),
        _VALUES)
-def test_any_value_anywhere_loads_or_raises_config_error(tmp_path: Path, where: tuple[object, ...], value: object) -> None:
+def test_any_value_anywhere_loads_or_raises_config_error(
+    tmp_path: Path, where: tuple[object, ...], value: object
+) -> None:
     tree = copy.deepcopy(_FULL)
     parent = tree
     for key in where[:-1]:

@@ -1351,7 +1351,8 @@ def validate_redis_url(value: Any) -> str:
     text = validate_string(value)
     scheme, sep, rest = text.partition("://")
     if not sep or scheme not in _REDIS_SCHEMES:
-        raise ValueError(f"expected a URL such as redis://127.0.0.1:6379/0 (schemes: {', '.join(_REDIS_SCHEMES)}), got {text!r}")
+        schemes = ", ".join(_REDIS_SCHEMES)
+        raise ValueError(f"expected a URL such as redis://127.0.0.1:6379/0 (schemes: {schemes}), got {text!r}")
     if scheme == "unix":
         if not rest.startswith("/"):
             raise ValueError(f"a unix URL needs an absolute socket path, as unix:///run/redis.sock, got {text!r}")
@@ -1376,7 +1377,8 @@ def validate_redis_url(value: Any) -> str:
 def validate_redis_timeout(value: Any) -> float:
     seconds = validate_positive_duration(value)
     if seconds > MAX_REDIS_TIMEOUT:
-        raise ValueError(f"must be at most {MAX_REDIS_TIMEOUT:.0f}s (requests never wait for Redis longer), got {value!r}")
+        limit = f"{MAX_REDIS_TIMEOUT:.0f}s"
+        raise ValueError(f"must be at most {limit} (requests never wait for Redis longer), got {value!r}")
     return seconds
 
 

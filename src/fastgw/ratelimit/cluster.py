@@ -294,7 +294,7 @@ class ClusterLimit:
         now = self._clock()
         self.down = False
         self._backoff = BACKOFF_MIN
-        for (e, _, want), result in zip(calls, results):
+        for (e, _, want), result in zip(calls, results, strict=True):
             e.queued = False
             if isinstance(result, Exception):
                 self.redis_errors += 1

@@ -158,7 +158,7 @@ class RateLimitFilter:
         keys = [lim.key(proto, req) for lim in limits]
         refusing = None
         retry_s = 0
-        for lim, key in zip(limits, keys):
+        for lim, key in zip(limits, keys, strict=True):
             if lim.enforce and not lim.check(key):
                 lim.refused += 1
                 if refusing is None or lim.retry_s > retry_s:
@@ -167,7 +167,7 @@ class RateLimitFilter:
             # Retry-After is the latest of the refusing limits: earlier, some would still refuse.
             return _refuse(refusing, retry_s)
         tightest = None
-        for lim, key in zip(limits, keys):
+        for lim, key in zip(limits, keys, strict=True):
             if lim.take(key):
                 lim.allowed += 1
             elif lim.enforce:
