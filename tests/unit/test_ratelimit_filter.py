@@ -16,7 +16,7 @@ from fastgw._core import BucketTable
 from fastgw.config.model import Match, RateLimit, Route
 from fastgw.ratelimit import cluster
 from fastgw.ratelimit.cluster import ClusterLimit
-from fastgw.ratelimit.filter import LocalLimit, RateLimitFilter
+from fastgw.ratelimit.filter import LocalLimit, RateLimitFilter, route_filter
 from fastgw.ratelimit.keys import client_ip, header_value, key_function, route_key
 
 ROUTES = (Route(0, Match(prefix="/a"), "app"), Route(1, Match(path="/b/{id}", methods=("GET",)), "app"))
@@ -93,9 +93,17 @@ def test_route_key_names_what_the_route_matches() -> None:
 
 # ---- local limits: headers and the 429 contract ------------------------------------------------
 
+# A route with one local limit uses the limit itself as its filter (`route_filter`); the general
+# filter must behave the same.
+single = pytest.mark.parametrize("make", [route_filter, lambda limits: RateLimitFilter(limits)])
 
-def test_allowed_requests_carry_ratelimit_lines_and_the_refusal_retry_after(clock: Clock, table: BucketTable) -> None:
-    f = RateLimitFilter([LocalLimit(spec(), table, ROUTES)])
+
+@single
+def test_allowed_requests_carry_ratelimit_lines_and_the_refusal_retry_after(
+    clock: Clock, table: BucketTable, make: Any
+) -> None:
+    lim = LocalLimit(spec(), table, ROUTES)
+    f = make([lim])
     for remaining, reset in ((2, 1), (1, 2), (0, 3)):
         req = request()
         assert f.on_request(conn(), req) is None
@@ -109,18 +117,20 @@ def test_allowed_requests_carry_ratelimit_lines_and_the_refusal_retry_after(cloc
     assert f.on_request(conn(), request())[2].startswith(b"retry-after: 1\r\n")  # 0.5 s, rounded up
     clock.advance(0.5)
     assert f.on_request(conn(), request()) is None
-    assert f.limits[0].stats() == {"allowed": 4, "refused": 2, "shadow_refused": 0}
+    assert lim.stats() == {"allowed": 4, "refused": 2, "shadow_refused": 0}
 
 
-def test_retry_after_rounds_up_whole_seconds(clock: Clock, table: BucketTable) -> None:
-    f = RateLimitFilter([LocalLimit(spec(rate=0.25, burst=1), table, ROUTES)])
+@single
+def test_retry_after_rounds_up_whole_seconds(clock: Clock, table: BucketTable, make: Any) -> None:
+    f = make([LocalLimit(spec(rate=0.25, burst=1), table, ROUTES)])
     assert f.on_request(conn(), request()) is None
     clock.advance(0.1)
     assert f.on_request(conn(), request())[2] == b"retry-after: 4\r\n" + lines(0, 4, limit=1)
 
 
-def test_keys_have_separate_buckets(clock: Clock, table: BucketTable) -> None:
-    f = RateLimitFilter([LocalLimit(spec(burst=1, key="header:x-user"), table, ROUTES)])
+@single
+def test_keys_have_separate_buckets(clock: Clock, table: BucketTable, make: Any) -> None:
+    f = make([LocalLimit(spec(burst=1, key="header:x-user"), table, ROUTES)])
     assert f.on_request(conn(), request(("X-User", "a"))) is None
     assert f.on_request(conn(), request(("X-User", "b"))) is None
     assert f.on_request(conn(), request(("X-User", "a"))) is not None
@@ -129,8 +139,9 @@ def test_keys_have_separate_buckets(clock: Clock, table: BucketTable) -> None:
     assert f.on_request(conn(), request()) is not None
 
 
-def test_route_key_is_one_bucket_per_route(clock: Clock, table: BucketTable) -> None:
-    f = RateLimitFilter([LocalLimit(spec(burst=1, key="route"), table, ROUTES)])
+@single
+def test_route_key_is_one_bucket_per_route(clock: Clock, table: BucketTable, make: Any) -> None:
+    f = make([LocalLimit(spec(burst=1, key="route"), table, ROUTES)])
     assert f.on_request(conn(b"1.1.1.1"), request(route=0)) is None
     assert f.on_request(conn(b"2.2.2.2"), request(route=0)) is not None
     assert f.on_request(conn(b"2.2.2.2"), request(route=1)) is None
@@ -143,15 +154,17 @@ def test_limits_with_the_same_keys_do_not_share_buckets(clock: Clock, table: Buc
     assert two.on_request(conn(), request()) is None
 
 
-def test_shadow_mode_counts_and_reports_but_never_refuses(clock: Clock, table: BucketTable) -> None:
-    f = RateLimitFilter([LocalLimit(spec(burst=2, enforce=False), table, ROUTES)])
+@single
+def test_shadow_mode_counts_and_reports_but_never_refuses(clock: Clock, table: BucketTable, make: Any) -> None:
+    lim = LocalLimit(spec(burst=2, enforce=False), table, ROUTES)
+    f = make([lim])
     extras = []
     for _ in range(4):
         req = request()
         assert f.on_request(conn(), req) is None
         extras.append(req.resp_extra)
     assert extras[-1] == lines(0, 2, limit=2)
-    assert f.limits[0].stats() == {"allowed": 2, "refused": 0, "shadow_refused": 2}
+    assert lim.stats() == {"allowed": 2, "refused": 0, "shadow_refused": 2}
 
 
 # ---- several limits on a route ----------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastgw.config.model import Config
 
-from .filter import Decider, LocalLimit, RateLimitFilter
+from .filter import Decider, LocalLimit, route_filter
 from .shared import SharedBuckets
 
 
@@ -24,7 +24,7 @@ class WorkerRateLimits:
 
 
 def attach_rate_limits(rt: Any, buckets: SharedBuckets | None) -> WorkerRateLimits | None:
-    """Builds every configured limit and appends one `RateLimitFilter` to the filters of each
+    """Builds every configured limit and appends one filter (`route_filter`) to the filters of each
     route that lists limits. `buckets` is what the master set up before forking; without it (a
     runtime built outside the master, as in tests) local limits get a table of this process."""
     config: Config = rt.config
@@ -46,5 +46,5 @@ def attach_rate_limits(rt: Any, buckets: SharedBuckets | None) -> WorkerRateLimi
     for plan in rt.plans:
         names = config.routes[plan.index].rate_limit
         if names:
-            plan.filters = (*plan.filters, RateLimitFilter([limits[n] for n in names]))
+            plan.filters = (*plan.filters, route_filter([limits[n] for n in names]))
     return WorkerRateLimits(limits, buckets)

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from fastgw._core import BucketTable, Limit
 from fastgw.config.model import RateLimit, Route
 
-from .keys import key_function, route_key
+from .keys import client_ip, key_function, route_key
 
 NS = 1_000_000_000
 STATS = ("allowed", "refused", "shadow_refused")
@@ -119,6 +119,31 @@ class LocalLimit:
     def stats(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in STATS}
 
+    def on_request(self, proto: Any, req: Any) -> tuple[int, str | None, bytes] | None:
+        """The whole filter of a route with this one limit (the common case), in one call:
+        `RateLimitFilter` with the method calls and attribute traffic folded away."""
+        table = self.table
+        keyf = self._keyf
+        if keyf is client_ip:
+            key = table.key_hash(self.limit_id, proto.peer)
+        elif keyf is None:
+            key = self._route_keys[req.plan.index]
+        else:
+            key = table.key_hash(self.limit_id, keyf(proto, req))
+        if table.consume(key, self.limit):
+            self.allowed += 1
+        elif self.enforce:
+            self.refused += 1
+            return 429, None, b"retry-after: %d\r\n%sratelimit-remaining: 0\r\nratelimit-reset: %d\r\n" % (
+                -(-table.retry_after_ns // NS), self.limit_line, -(-table.reset_after_ns // NS)
+            )
+        else:
+            self.shadow_refused += 1
+        req.resp_extra += b"%sratelimit-remaining: %d\r\nratelimit-reset: %d\r\n" % (
+            self.limit_line, table.remaining, -(-table.reset_after_ns // NS)
+        )
+        return None
+
 
 def _lines(lim: Decider) -> bytes:
     return lim.limit_line + b"ratelimit-remaining: %d\r\nratelimit-reset: %d\r\n" % (lim.remaining, lim.reset_s)
@@ -126,6 +151,13 @@ def _lines(lim: Decider) -> bytes:
 
 def _refuse(lim: Decider, retry_s: int) -> tuple[int, str | None, bytes]:
     return 429, lim.refusal_message(), b"retry-after: %d\r\n" % max(retry_s, 1) + _lines(lim)
+
+
+def route_filter(limits: Sequence[Decider]) -> Any:
+    """The request filter of a route with these limits: a local limit alone is its own filter."""
+    if len(limits) == 1 and isinstance(limits[0], LocalLimit):
+        return limits[0]
+    return RateLimitFilter(limits)
 
 
 class RateLimitFilter:
