@@ -171,6 +171,18 @@ def test_several_limits_refuse_without_taking_from_the_others(gw: Gateway) -> No
         assert loose.status == 200 and ratelimit(loose)[:2] == (5, 2)  # 5 - 2 allowed - this one
 
 
+def test_admin_reports_limits_and_the_table(gw: Gateway) -> None:
+    assert http_get(gw.port, "/loose/echo").status in (200, 429)
+    report = http_get(gw.admin_port, "/ratelimits").json()
+    assert report["limits"]["shadow"] == {"rate": "1/m", "burst": 2, "key": "ip", "scope": "local", "enforce": False}
+    assert report["limits"]["per_user"]["key"] == "header:x-user"
+    table = report["table"]
+    assert table["capacity"] == 65536 and table["used"] >= 1 and table["active"] >= 1
+    assert table["evictions"] == 0
+    routes = http_get(gw.admin_port, "/routes").json()["routes"]
+    assert [r["rate_limit"] for r in routes if r["prefix"] == "/both"] == [["loose", "tight"]]
+
+
 # ---- accuracy across workers, worker deaths and reloads ----------------------------------------
 
 
@@ -334,6 +346,9 @@ def test_paused_redis_closed_policy_refuses_within_the_timeout_then_recovers(
     config = limited_config(backend, {"c": limit}, [{"match": {"prefix": "/"}, "rate_limit": "c"}])
     with Gateway(config, tmp_path) as g:
         assert timed_get(g.port, "/echo")[0].status == 200
+        report = http_get(g.admin_port, "/ratelimits").json()
+        assert report["table"] is None  # no local limit: no shared table
+        assert report["limits"]["c"]["redis"] == redis_server.url
         redis_server.pause()
         paused = time.monotonic()
         # The leases of both workers run out (a refill in flight may refuse a few requests the

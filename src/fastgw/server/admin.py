@@ -93,10 +93,12 @@ class AdminServer:
             self._reply(conn, 200, {"routes": routes_table(master)})
         elif target == b"/upstreams" and method == b"GET":
             self._reply(conn, 200, {"upstreams": upstreams_table(master)})
+        elif target == b"/ratelimits" and method == b"GET":
+            self._reply(conn, 200, ratelimits_table(master))
         elif target == b"/reload" and method == b"POST":
             master.request_reload()
             self._reply(conn, 202, {"reload": "requested", "generation": master.status()["generation"]})
-        elif target in (b"/healthz", b"/routes", b"/upstreams", b"/reload"):
+        elif target in (b"/healthz", b"/routes", b"/upstreams", b"/ratelimits", b"/reload"):
             self._reply(conn, 405, {"error": "method not allowed"})
         else:
             self._reply(conn, 404, {"error": "not found"})
@@ -126,9 +128,32 @@ def routes_table(master: Master) -> list[dict[str, object]]:
             "host": r.match.host,
             "upstream": r.upstream,
             "strip_prefix": r.strip_prefix,
+            "rate_limit": list(r.rate_limit),
         }
         for r in master.config.routes
     ]
+
+
+def ratelimits_table(master: Master) -> dict[str, object]:
+    """The configured limits and the occupancy of the host's bucket table (a scan of the table:
+    fine for an admin request, not for a tight polling loop)."""
+    cur = master.current
+    buckets = cur.buckets if cur is not None else None
+    limits: dict[str, object] = {}
+    for name, limit in master.config.rate_limits.items():
+        view: dict[str, object] = {
+            "rate": limit.rate_text, "burst": limit.burst, "key": limit.key, "scope": limit.scope,
+            "enforce": limit.enforce,
+        }
+        if limit.scope == "cluster" and limit.redis is not None:
+            scheme, _, rest = limit.redis.partition("://")
+            authority, slash, path = rest.partition("/")
+            if "@" in authority:
+                authority = "***@" + authority.rpartition("@")[2]
+            view |= {"redis": f"{scheme}://{authority}{slash}{path}", "on_redis_error": limit.on_redis_error,
+                     "redis_timeout": limit.redis_timeout}
+        limits[name] = view
+    return {"limits": limits, "table": buckets.stats() if buckets is not None else None}
 
 
 def upstreams_table(master: Master) -> dict[str, object]:
