@@ -235,6 +235,15 @@ class Request:
     sent: int
     ua: bytes | None
     referer: bytes | None
+    @staticmethod
+    def build(
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        *,
+        method: bytes = b"GET",
+        path: bytes = b"/",
+        host: bytes | None = None,
+    ) -> Request: ...
+    def header(self, lname: bytes) -> bytes | None: ...
     @property
     def headers(self) -> list[tuple[bytes, bytes, bytes]]: ...
     @property

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from fastgw._core import Request
 from fastgw.config.model import Address, HashKey, Target, Upstream
 from fastgw.upstream.balancer import ConsistentHash, P2CEwma, hash64, key_reader
 from fastgw.upstream.group import TargetGroup
@@ -30,7 +31,7 @@ def group(balance: str, weights: list[int], *, hash_key: HashKey | None = None, 
 
 
 PROTO = SimpleNamespace(peer=b"192.0.2.1")
-REQ = SimpleNamespace(path=b"/", headers=[])
+REQ = Request.build()
 
 
 def picks(g: TargetGroup, n: int, exclude: Any = None) -> Counter[int]:
@@ -305,7 +306,7 @@ def test_hash_unusable_owner_sends_its_keys_to_the_next_and_back_on_recovery() -
 def test_hash_same_key_same_target_through_pick() -> None:
     g = group("hash", [1, 1, 1, 1], hash_key=HashKey("header", "x-user"))
     for user in (b"alice", b"bob", b"carol"):
-        req = SimpleNamespace(path=b"/", headers=[(b"x-user", b"X-User", user)])
+        req = Request.build([(b"X-User", user)])
         first = g.pick(PROTO, req, None)
         assert all(g.pick(PROTO, req, None) is first for _ in range(20))
 
@@ -319,17 +320,17 @@ def test_hash_without_key_falls_back_to_round_robin() -> None:
     ("key", "proto", "req", "expected"),
     [
         (HashKey("ip"), SimpleNamespace(peer=b"10.1.2.3"), None, b"10.1.2.3"),
-        (HashKey("path"), None, SimpleNamespace(path=b"/a/b"), b"/a/b"),
-        (HashKey("header", "x-user-id"), None, SimpleNamespace(headers=[(b"x-user-id", b"X-User-Id", b"42")]), b"42"),
-        (HashKey("header", "x-user-id"), None, SimpleNamespace(headers=[(b"x-other", b"X-Other", b"1")]), None),
+        (HashKey("path"), None, Request.build(path=b"/a/b"), b"/a/b"),
+        (HashKey("header", "x-user-id"), None, Request.build([(b"X-User-Id", b"42")]), b"42"),
+        (HashKey("header", "x-user-id"), None, Request.build([(b"X-Other", b"1")]), None),
         (
             HashKey("cookie", "sid"),
             None,
-            SimpleNamespace(headers=[(b"cookie", b"Cookie", b"a=1; sid=abc; b=2"), (b"cookie", b"Cookie", b"sid=zzz")]),
+            Request.build([(b"Cookie", b"a=1; sid=abc; b=2"), (b"Cookie", b"sid=zzz")]),
             b"abc",
         ),
-        (HashKey("cookie", "sid"), None, SimpleNamespace(headers=[(b"cookie", b"Cookie", b"xsid=1; sidx=2")]), None),
-        (HashKey("cookie", "sid"), None, SimpleNamespace(headers=[(b"cookie", b"Cookie", b" sid = v ")]), b"v"),
+        (HashKey("cookie", "sid"), None, Request.build([(b"Cookie", b"xsid=1; sidx=2")]), None),
+        (HashKey("cookie", "sid"), None, Request.build([(b"Cookie", b" sid = v ")]), b"v"),
     ],
 )
 def test_hash_key_extraction(key: HashKey, proto: Any, req: Any, expected: bytes | None) -> None:

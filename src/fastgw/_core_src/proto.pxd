@@ -76,6 +76,7 @@ cdef class Request:
     cdef int ver                     # 10, 11, or 0 for anything else
     cdef double t0
     cdef double start
+    cdef double attempt_t0           # when the current attempt was sent: per-try timeout, latency
     cdef bint chunked
     cdef bint keep_alive
     cdef bint head_done
@@ -90,6 +91,8 @@ cdef class Request:
     cdef bint body_streamed
     cdef bint finished
     cdef bint in_flight              # pool.begin() called, end not reported yet
+
+    cpdef bytes header(self, bytes lname)
 
 
 cdef class AccessLog:
@@ -170,6 +173,7 @@ cdef class ClientCore:
     cdef _after_response(self, Request req)
     cdef _local_error(self, Request req, int status, str message=*, bint close=*, bytes extra=*)
     cdef _abort(self, Request req)
+    cdef _expire(self, Request req, str message)
     cdef bint _absolute_form(self, Request req)
     cdef _pause(self, int reason)
     cdef _resume(self, int reason)

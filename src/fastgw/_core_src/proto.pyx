@@ -344,6 +344,33 @@ cdef class Request:
             self._headers = out
         return out
 
+    @staticmethod
+    def build(headers=(), *, bytes method=b"GET", bytes path=b"/", bytes host=None):
+        """A request as filters and balancers see it, built without a connection: for tests and
+        for code embedding those components. `headers` are (name, value) byte pairs."""
+        cdef Request req = Request.__new__(Request)
+        req.method = method
+        req.path = path
+        req.url = path
+        req.host = host
+        for name, value in headers:
+            req.hpairs.append(bytes(name))
+            req.hpairs.append(bytes(value))
+        req.t0 = _now()
+        return req
+
+    cpdef bytes header(self, bytes lname):
+        """The first value of header `lname` (given in lower case), or None; no list is built."""
+        cdef list pairs = self.hpairs
+        cdef Py_ssize_t i, n = PyBytes_GET_SIZE(lname)
+        cdef const char* want = PyBytes_AS_STRING(lname)
+        cdef bytes name
+        for i in range(0, len(pairs), 2):
+            name = <bytes>pairs[i]
+            if PyBytes_GET_SIZE(name) == n and _ieq(PyBytes_AS_STRING(name), want, n):
+                return <bytes>pairs[i + 1]
+        return None
+
     @property
     def version(self):
         return "1.1" if self.ver == 11 else ("1.0" if self.ver == 10 else "")
@@ -817,6 +844,7 @@ cdef class ClientCore:
         req.upstream = pool.label
         req.attempts += 1
         req.in_flight = True
+        req.attempt_t0 = _now()
         pool.begin()
         conn = pool.take()
         if conn is not None:
@@ -863,7 +891,9 @@ cdef class ClientCore:
         if not retry.allows(outcome, req.attempts, req.method in _IDEMPOTENT, req.req_sent):
             return False
         other = group.pick(self, req, req.pool)
-        if other is None:
+        if other is None or (other is req.pool and outcome == "connect_error"):
+            # Connecting again to the target that just refused or timed out only delays the
+            # answer (by a whole connect timeout when the target is unreachable).
             return False
         req.req_sent = False
         self._send_to(req, other)
@@ -921,7 +951,7 @@ cdef class ClientCore:
                 conn.broken = True
                 conn.abort()
                 req.in_flight = False
-                req.pool.on_success(status, _now() - req.t0)
+                req.pool.on_success(status, _now() - req.attempt_t0)
                 req.req_sent = False
                 self._send_to(req, other)
                 return
@@ -1060,7 +1090,7 @@ cdef class ClientCore:
         if req.in_flight:
             req.in_flight = False
             if kind is None:
-                req.pool.on_success(status, _now() - req.t0)
+                req.pool.on_success(status, _now() - req.attempt_t0)
             else:
                 req.pool.on_failure(kind)
 
@@ -1202,6 +1232,16 @@ cdef class ClientCore:
         self.active = None
         self.transport.abort()
 
+    cdef _expire(self, Request req, str message):
+        """The request's total timeout passed before a response started: no further attempt."""
+        cdef UpstreamCore up = self.up
+        if up is not None:
+            self.up = None
+            up.broken = True
+            up.abort()
+        self._end_attempt(req, 0, "timeout")
+        self._local_error(req, 504, message, True)
+
     cdef bint _absolute_form(self, Request req):
         cdef bytes url = req.url
         cdef bytes lower = url[:8].lower()
@@ -1242,12 +1282,25 @@ cdef class ClientCore:
         rt = self.rt
         cdef Request active = self.active
         cdef Request req = self.req
+        cdef UpstreamCore up
         if active is not None and not active.finished:
             if not active.body_done and now - self.last_active > rt.body_timeout and not self.paused:
                 if not active.resp_started:
                     self._local_error(active, 408, None, True)
                 else:
                     self._abort(active)
+                return
+            if not active.resp_started and active.plan is not None:
+                retry = (<Plan>active.plan).group.retry
+                total = retry.total_timeout
+                if total is not None and now - active.t0 > total:
+                    self._expire(active, "the request's total upstream timeout passed")
+                    return
+                per_try = retry.per_try_timeout
+                up = self.up
+                if per_try is not None and up is not None and active.in_flight \
+                        and now - active.attempt_t0 > per_try:
+                    self.upstream_failed(up, 504, "upstream attempt timed out", "timeout")
             return
         if req is not None and not req.head_done:
             if now - req.start > rt.header_timeout:

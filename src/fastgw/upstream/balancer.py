@@ -234,24 +234,19 @@ def key_reader(key: HashKey) -> Any:
         return lambda proto, req: proto.peer or None
     if key.kind == "path":
         return lambda proto, req: req.path
-    name = (key.name or "").encode("latin-1")
+    name = (key.name or "").encode("latin-1").lower()
     if key.kind == "header":
-
-        def header(proto: Any, req: Any) -> bytes | None:
-            for lname, _, value in req.headers:
-                if lname == name:
-                    return value  # type: ignore[no-any-return]
-            return None
-
-        return header
+        return lambda proto, req: req.header(name)
 
     def cookie(proto: Any, req: Any) -> bytes | None:
-        for lname, _, value in req.headers:
-            if lname == b"cookie":
-                for pair in value.split(b";"):
-                    k, sep, v = pair.partition(b"=")
-                    if sep and k.strip() == name:
-                        return v.strip()  # type: ignore[no-any-return]
+        """The first Cookie header's NAME value (clients send one Cookie header, RFC 6265 §5.4)."""
+        value = req.header(b"cookie")
+        if value is None:
+            return None
+        for pair in value.split(b";"):
+            k, sep, v = pair.partition(b"=")
+            if sep and k.strip() == name:
+                return v.strip()  # type: ignore[no-any-return]
         return None
 
     return cookie
