@@ -49,7 +49,7 @@ class Runtime:
             group = self.groups[plan.upstream]
             plan.group = group
             plan.default_host_line = b"host: %s\r\n" % group.pools[0].label.encode()
-        self.rate_limits = attach_rate_limits(self, buckets)
+        self.rate_limits = attach_rate_limits(self, buckets, slot)
         limits = config.limits
         self.max_head = limits.max_head
         self.max_headers = limits.max_headers

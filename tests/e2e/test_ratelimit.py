@@ -67,6 +67,16 @@ def ratelimit(resp: Response) -> tuple[int, int, int]:
     return tuple(int(v) for v in values)  # type: ignore[arg-type, return-value]
 
 
+def counters(gw: Gateway, limit: str, until: Any, timeout: float = 5.0) -> dict[str, int]:
+    """The limit's counters from the admin API once `until(counters)` holds (workers publish
+    them every 0.5 s)."""
+    deadline = time.monotonic() + timeout
+    while not until(found := http_get(gw.admin_port, "/ratelimits").json()["limits"][limit]["counters"]):
+        assert time.monotonic() < deadline, found
+        time.sleep(0.1)
+    return found  # type: ignore[no-any-return]
+
+
 def assert_within(got: int, expected: float, tolerance: float, what: str) -> None:
     message = f"{what}: {got} allowed, expected {expected:.0f} ±{tolerance:.0%}"
     assert abs(got - expected) <= tolerance * expected, message
@@ -85,6 +95,7 @@ def gw(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[G
         "per_user": {"rate": A_MINUTE, "burst": 1, "key": "header:X-User"},
         "tight": {"rate": A_MINUTE, "burst": 2},
         "loose": {"rate": A_MINUTE, "burst": 5},
+        "counted": {"rate": A_MINUTE, "burst": 2},
     }
     routes = [
         {"match": {"prefix": "/contract"}, "rate_limit": "contract"},
@@ -94,6 +105,7 @@ def gw(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[G
         {"match": {"prefix": "/user"}, "rate_limit": "per_user"},
         {"match": {"prefix": "/both"}, "rate_limit": ["loose", "tight"]},
         {"match": {"prefix": "/loose"}, "rate_limit": "loose"},
+        {"match": {"prefix": "/counted"}, "rate_limit": "counted"},
         {"match": {"prefix": "/"}},
     ]
     with Gateway(limited_config(backend, limits, routes), tmp_path_factory.mktemp("gw")) as g:
@@ -171,10 +183,18 @@ def test_several_limits_refuse_without_taking_from_the_others(gw: Gateway) -> No
         assert loose.status == 200 and ratelimit(loose)[:2] == (5, 2)  # 5 - 2 allowed - this one
 
 
-def test_admin_reports_limits_and_the_table(gw: Gateway) -> None:
-    assert http_get(gw.port, "/loose/echo").status in (200, 429)
-    report = http_get(gw.admin_port, "/ratelimits").json()
-    assert report["limits"]["shadow"] == {"rate": "1/m", "burst": 2, "key": "ip", "scope": "local", "enforce": False}
+def test_admin_reports_limits_counters_and_the_table(gw: Gateway) -> None:
+    assert [http_get(gw.port, "/counted/echo").status for _ in range(3)] == [200, 200, 429]
+    expected = {"allowed": 2, "refused": 1, "shadow_refused": 0, "fail_open": 0, "fail_closed": 0,
+                "redis_calls": 0, "redis_errors": 0}
+    deadline = time.monotonic() + 5.0
+    while (report := http_get(gw.admin_port, "/ratelimits").json())["limits"]["counted"]["counters"] != expected:
+        assert time.monotonic() < deadline, report["limits"]["counted"]  # workers publish every 0.5 s
+        time.sleep(0.1)
+    shadow = report["limits"]["shadow"]
+    assert {k: v for k, v in shadow.items() if k != "counters"} == {
+        "rate": "1/m", "burst": 2, "key": "ip", "scope": "local", "enforce": False
+    }
     assert report["limits"]["per_user"]["key"] == "header:x-user"
     table = report["table"]
     assert table["capacity"] == 65536 and table["used"] >= 1 and table["active"] >= 1
@@ -196,6 +216,8 @@ def test_overload_across_four_workers_passes_rate_times_time_plus_burst(backend:
     )
     with Gateway(config, tmp_path) as g:
         result = run_load(g.port, "/echo", concurrency=16, duration_s=seconds, max_requests=10**6, keepalive=True)
+        # The admin API sums the four workers' counters.
+        counters(g, "acc", lambda c: (c["allowed"], c["refused"]) == (result.statuses[200], result.statuses[429]))
     assert result.statuses[429] > rate * seconds, "the load did not overload the limit"
     assert set(result.statuses) == {200, 429}, result.failures[:5]
     assert_within(result.statuses[200], rate * result.elapsed + burst, 0.03, "4 workers")
@@ -216,6 +238,9 @@ def test_killing_a_worker_resets_no_bucket(backend: Backend, tmp_path: Path) -> 
         g.kill_worker(g.workers[0])
         g.wait_line(r"exited \(signal SIGKILL\); replacing it", timeout=5.0)
         result = load.result(timeout=seconds + 20)
+        # The replacement adds to what the killed worker published (it loses at most its last 0.5 s).
+        allowed = counters(g, "acc", lambda c: c["allowed"] >= 0.9 * result.statuses[200])["allowed"]
+    assert allowed <= result.statuses[200] + 16  # + what was in flight on the killed connections
     assert_within(result.statuses[200], rate * result.elapsed + burst, 0.03, "a worker killed mid-run")
 
 

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from fastgw._core import BucketTable
-from fastgw.config.model import Match, RateLimit, Route
+from fastgw.config.model import Config, Match, RateLimit, RateLimitTable, Route
 from fastgw.ratelimit import cluster
 from fastgw.ratelimit.cluster import ClusterLimit
 from fastgw.ratelimit.filter import LocalLimit, RateLimitFilter, route_filter
 from fastgw.ratelimit.keys import client_ip, header_value, key_function, route_key
+from fastgw.ratelimit.shared import COUNTERS, shared_buckets
 
 ROUTES = (Route(0, Match(prefix="/a"), "app"), Route(1, Match(path="/b/{id}", methods=("GET",)), "app"))
 S = 1_000_000_000
@@ -391,3 +392,37 @@ def test_idle_keys_are_dropped(loop: asyncio.AbstractEventLoop, clock: Clock) ->
     settle(loop)
     lim._sweep()
     assert not lim.entries
+
+
+# ---- the master's shared state across generations ---------------------------------------------
+
+
+def config_with(*limits: RateLimit, capacity: int = 1024, workers: int = 2) -> Config:
+    return Config(
+        source="test", workers=workers, rate_limits={lim.name: lim for lim in limits},
+        rate_limit_table=RateLimitTable(capacity),
+    )
+
+
+def test_the_bucket_table_outlives_generations_while_it_fits() -> None:
+    first = shared_buckets(config_with(spec("a")), None)
+    assert first is not None and first.table is not None
+    same = shared_buckets(config_with(spec("a"), spec("b")), first)
+    assert same is not None and same.table is first.table and same is not first  # fresh counters
+    resized = shared_buckets(config_with(spec("a"), capacity=2048), same)
+    assert resized is not None and resized.table is not first.table
+    cluster_only = shared_buckets(config_with(spec("c", scope="cluster", redis="redis://h")), resized)
+    assert cluster_only is not None and cluster_only.table is None and cluster_only.attach() is None
+    assert shared_buckets(config_with(), cluster_only) is None
+
+
+def test_counters_are_summed_over_worker_rows() -> None:
+    state = shared_buckets(config_with(spec("a"), spec("b")), None)
+    assert state is not None
+    n = len(COUNTERS)
+    state.row(0)[0] = 3  # a.allowed in slot 0
+    state.row(1)[0] = 4
+    state.row(1)[n + 1] = 5  # b.refused in slot 1
+    totals = state.totals()
+    assert totals["a"]["allowed"] == 7 and totals["b"]["refused"] == 5
+    assert sum(totals["a"].values()) + sum(totals["b"].values()) == 12

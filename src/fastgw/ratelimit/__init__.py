@@ -1,8 +1,9 @@
 """Rate limits (DESIGN §4, §8; issue 5): named token-bucket limits checked by a request filter on
 the routes that list them.
 
-- `shared`: the master's shared-memory bucket table, created before forking so that every worker,
-  and every worker that replaces one, decides against the same buckets (local scope).
+- `shared`: what the master creates before forking: the shared-memory bucket table, so that every
+  worker, and every worker that replaces one, decides against the same buckets (local scope), and
+  the counters rows the workers publish to.
 - `keys`: which bytes of a request name its bucket.
 - `filter`: the per-route request filter, and the local-scope limit it decides with.
 - `cluster`: cluster-scope limits: Redis holds the buckets, each worker leases tokens from it.

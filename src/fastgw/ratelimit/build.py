@@ -2,38 +2,59 @@
 plans: once per worker, when its runtime is built, never per request."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastgw.config.model import Config
 
 from .filter import Decider, LocalLimit, route_filter
-from .shared import SharedBuckets
+from .shared import COUNTERS, SharedBuckets
+
+PUBLISH = 0.5
+"""Seconds between two copies of a worker's counters into its row of the shared counters."""
 
 
 class WorkerRateLimits:
-    """One worker's limits by name, for stats (per worker: see docs/operations.md)."""
+    """One worker's limits by name. The limits count in plain attributes (nothing shared is
+    touched per request); `publish` copies them to the worker's row every PUBLISH seconds, on top
+    of what the slot's previous worker left there, so a replaced worker's counts are kept."""
 
-    __slots__ = ("limits", "buckets")
+    __slots__ = ("limits", "buckets", "_row", "_base", "_loop")
 
-    def __init__(self, limits: dict[str, Decider], buckets: SharedBuckets | None) -> None:
+    def __init__(
+        self, limits: dict[str, Decider], buckets: SharedBuckets, slot: int, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.limits = limits
         self.buckets = buckets
+        self._row = buckets.row(slot)
+        self._base = self._row.tolist()
+        self._loop = loop
+        loop.call_later(PUBLISH, self.publish)
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {name: limit.stats() for name, limit in self.limits.items()}
 
+    def publish(self) -> None:
+        row, base = self._row, self._base
+        i = 0
+        for limit in self.limits.values():
+            for name in COUNTERS:
+                row[i] = base[i] + getattr(limit, name, 0)
+                i += 1
+        self._loop.call_later(PUBLISH, self.publish)
 
-def attach_rate_limits(rt: Any, buckets: SharedBuckets | None) -> WorkerRateLimits | None:
-    """Builds every configured limit and appends one filter (`route_filter`) to the filters of each
-    route that lists limits. `buckets` is what the master set up before forking; without it (a
-    runtime built outside the master, as in tests) local limits get a table of this process."""
+
+def attach_rate_limits(rt: Any, buckets: SharedBuckets | None, slot: int = 0) -> WorkerRateLimits | None:
+    """Builds every configured limit and appends one filter (`route_filter`) to the filters of
+    each route that lists limits. `buckets` is what the master set up before forking, `slot` the
+    worker's slot; without `buckets` (a runtime built outside the master, as in tests) this
+    process gets state of its own."""
     config: Config = rt.config
     if not config.rate_limits:
         return None
-    needs_table = any(spec.scope == "local" for spec in config.rate_limits.values())
-    if buckets is None and needs_table:
-        buckets = SharedBuckets(config.rate_limit_table.capacity)
-    table = buckets.attach() if buckets is not None and needs_table else None
+    if buckets is None:
+        buckets = SharedBuckets(config, None)
+    table = buckets.attach()
     limits: dict[str, Decider] = {}
     for name, spec in config.rate_limits.items():
         if spec.scope == "local":
@@ -47,4 +68,4 @@ def attach_rate_limits(rt: Any, buckets: SharedBuckets | None) -> WorkerRateLimi
         names = config.routes[plan.index].rate_limit
         if names:
             plan.filters = (*plan.filters, route_filter([limits[n] for n in names]))
-    return WorkerRateLimits(limits, buckets)
+    return WorkerRateLimits(limits, buckets, slot, rt.loop)

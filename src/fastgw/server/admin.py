@@ -135,10 +135,12 @@ def routes_table(master: Master) -> list[dict[str, object]]:
 
 
 def ratelimits_table(master: Master) -> dict[str, object]:
-    """The configured limits and the occupancy of the host's bucket table (a scan of the table:
-    fine for an admin request, not for a tight polling loop)."""
+    """The configured limits with their counters (summed over the serving generation's workers)
+    and the occupancy of the host's bucket table (a scan of the table: fine for an admin request,
+    not for a tight polling loop)."""
     cur = master.current
     buckets = cur.buckets if cur is not None else None
+    counters = buckets.totals() if buckets is not None else {}
     limits: dict[str, object] = {}
     for name, limit in master.config.rate_limits.items():
         view: dict[str, object] = {
@@ -152,6 +154,7 @@ def ratelimits_table(master: Master) -> dict[str, object]:
                 authority = "***@" + authority.rpartition("@")[2]
             view |= {"redis": f"{scheme}://{authority}{slash}{path}", "on_redis_error": limit.on_redis_error,
                      "redis_timeout": limit.redis_timeout}
+        view["counters"] = counters.get(name)
         limits[name] = view
     return {"limits": limits, "table": buckets.stats() if buckets is not None else None}
 

@@ -55,7 +55,8 @@ class Generation:
     workers: dict[int, WorkerProc] = field(default_factory=dict)
     announced: bool = False
     buckets: SharedBuckets | None = None
-    """Created before the generation's first fork; kept across reloads while it still fits."""
+    """Rate-limit state, created before the generation's first fork; its bucket table is carried
+    over from the previous generation while it fits (see fastgw.ratelimit.shared)."""
     promoted: float = 0.0
     shared: UpstreamShared | None = None
     """Upstream state shared by the generation's workers and its health checker."""
