@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from fastgw._core import BucketTable
+from fastgw._core import BucketTable, Request
 from fastgw.config.model import Config, Match, RateLimit, RateLimitTable, Route
 from fastgw.ratelimit import cluster
 from fastgw.ratelimit.cluster import ClusterLimit
@@ -56,8 +56,9 @@ def conn(peer: bytes = b"10.0.0.1") -> Any:
 
 
 def request(*headers: tuple[str, str], route: int = 0) -> Any:
-    triples = [(n.lower().encode(), n.encode(), v.encode()) for n, v in headers]
-    return SimpleNamespace(headers=triples, plan=SimpleNamespace(index=route), resp_extra=b"")
+    req = Request.build([(n.encode(), v.encode()) for n, v in headers])
+    req.plan = SimpleNamespace(index=route)
+    return req
 
 
 def spec(name: str = "lim", rate: float = 1.0, burst: int = 3, **kw: Any) -> RateLimit:
@@ -334,6 +335,23 @@ def test_steady_overload_lets_through_rate_times_time_plus_burst(loop: asyncio.A
     settle(loop)
     lease = workers[0].limits[0].lease  # type: ignore[attr-defined]
     assert abs(allowed - (200 * 10 + 200)) <= 8 * lease
+
+
+def test_a_cluster_limit_refusing_at_the_check_still_refills(
+    loop: asyncio.AbstractEventLoop, clock: Clock, table: BucketTable
+) -> None:
+    redis = FakeRedis(clock)
+    shared = cluster_limit(loop, clock, redis, rate=10.0, burst=2)
+    f = RateLimitFilter([LocalLimit(spec("local", burst=100), table, ROUTES), shared])
+    statuses = []
+    for _ in range(6):
+        statuses.append(f.on_request(conn(), request()) is None)
+        settle(loop)
+    assert statuses[:2] == [True, True] and not any(statuses[3:])
+    clock.advance(0.2)
+    f.on_request(conn(), request())  # refused at the check, which asks Redis again
+    settle(loop)
+    assert f.on_request(conn(), request()) is None
 
 
 @pytest.mark.parametrize("policy", ["open", "closed"])

@@ -204,15 +204,21 @@ class ClusterLimit:
         return self._empty(e, now)
 
     def check(self, key: bytes) -> bool:
+        """Takes nothing, but asks Redis when `take` would: a route whose requests are all
+        refused at the check must still see its bucket refill."""
         now = self._clock()
         e = self._entry(key, now)
         self._policy_refused = False
         if e.tokens > 0 or (not self.down and e.flush and e.debt < self.lease):
             return self._granted(e, now)
         if self.down:
+            if now >= self._retry_at and not e.queued:
+                self._queue(e)
             if self.spec.on_redis_error == "open":
                 return self._granted(e, now)
             return self._policy_refusal(now)
+        if not e.queued and now >= e.next_fetch:
+            self._queue(e)
         return self._empty(e, now)
 
     def _granted(self, e: Lease, now: float) -> bool:

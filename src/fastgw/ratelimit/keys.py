@@ -2,7 +2,7 @@
 
 A key function gets the client connection and the request exactly as a filter does and returns
 the key bytes; it is chosen once per limit when the worker is built, so a request pays one call
-(and, for `header:NAME`, one pass over its headers).
+(and, for `header:NAME`, one `Request.header` lookup, which builds no header list).
 
 - `ip`: the client address (`proto.peer`); behind `trusted_proxies` that is the proxy's address,
   not the one in X-Forwarded-For, which the client may write.
@@ -39,11 +39,9 @@ def header_value(name: bytes) -> KeyFunction:
     """The key function of `header:NAME` (`name` lower-case)."""
 
     def header_key(proto: Any, req: Any) -> bytes:
-        for lname, _, value in req.headers:
-            if lname == name:
-                if value:
-                    return value  # type: ignore[no-any-return]
-                break
+        value = req.header(name)
+        if value:
+            return value  # type: ignore[no-any-return]
         return FALLBACK_PREFIX + proto.peer
 
     return header_key
