@@ -26,8 +26,8 @@ import yaml
 
 from bench import gateway, nginx
 from bench.procs import Server, free_port, install_cleanup, stop_all, tree_pids
+from bench.scenarios import SCENARIOS, Scenario
 
-_REQUEST = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench-instr\r\nAccept: */*\r\n\r\n"
 _TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.M)
 
 
@@ -42,11 +42,28 @@ def _valgrind(out_dir: Path, argv: list[str]) -> list[str]:
     ]
 
 
-def _send(port: int, n: int) -> None:
+def _measurable(scenario: Scenario) -> bool:
+    """Sequential keep-alive GETs without a body, against the built-in backend's small answer."""
+    return (
+        scenario.method == "GET"
+        and not scenario.body_bytes
+        and not scenario.builtin_backend_only
+        and all(name.lower() != "connection" for name, _ in scenario.headers)
+    )
+
+
+def _request(scenario: Scenario) -> bytes:
+    headers = "".join(f"{name}: {value}\r\n" for name, value in scenario.headers)
+    return (
+        f"GET {scenario.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench-instr\r\nAccept: */*\r\n{headers}\r\n"
+    ).encode()
+
+
+def _send(port: int, n: int, request: bytes) -> None:
     """`n` sequential requests on one keep-alive connection, each response read in full."""
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         for _ in range(n):
-            sock.sendall(_REQUEST)
+            sock.sendall(request)
             buf = b""
             while True:
                 buf += sock.recv(65536)
@@ -80,13 +97,16 @@ def _worker_pid(master: int, timeout: float) -> int:
     raise RuntimeError("no worker process")
 
 
-def measure(target: str, backend_port: int, work: Path, warmup: int, requests: int, top: int) -> float:
+def measure(
+    target: str, backend_port: int, work: Path, warmup: int, requests: int, top: int, scenario: Scenario
+) -> float:
     out_dir = work / f"cg-{target}"
     out_dir.mkdir()
     port = free_port()
     upstream = f"127.0.0.1:{backend_port}"
+    request = _request(scenario)
     if target == "fastgw":
-        doc = gateway.config(port, 1, upstream, 64, work / "fastgw-access.log", [])
+        doc = gateway.config(port, 1, upstream, 64, work / "fastgw-access.log", [scenario])
         path = work / "fastgw.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         server = Server(
@@ -96,16 +116,16 @@ def measure(target: str, backend_port: int, work: Path, warmup: int, requests: i
     else:
         prefix = work / "nginx-proxy"
         prefix.mkdir()
-        conf = nginx.proxy_config(prefix, port, 1, upstream, 64, [])
+        conf = nginx.proxy_config(prefix, port, 1, upstream, 64, [scenario])
         server = Server(
             "nginx", _valgrind(out_dir, [nginx.binary(), "-p", str(prefix), "-c", str(conf)]), prefix / "stderr.log"
         )
         server.wait_listening(port, 2, timeout=300)
     try:
         worker = _worker_pid(server.pid, 60)
-        _send(port, warmup)
+        _send(port, warmup, request)
         first = _dump(worker, out_dir, set())
-        _send(port, requests)
+        _send(port, requests, request)
         second = _dump(worker, out_dir, {first})
     finally:
         server.stop(30)
@@ -131,7 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", "--requests", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--top", type=int, default=25, help="functions to list from the profile (0: none)")
+    ap.add_argument(
+        "-s", "--scenario", default="get-small",
+        help="a GET scenario of bench/scenarios.py without a body (its route and nginx equivalent are set up)",
+    )
     args = ap.parse_args(argv)
+    usable = {s.name: s for s in SCENARIOS if _measurable(s)}
+    scenario = usable.get(args.scenario)
+    if scenario is None:
+        print(f"--scenario must be one of {', '.join(usable)}", file=sys.stderr)
+        return 2
     if shutil.which("valgrind") is None:
         print("valgrind not found: apt-get install valgrind", file=sys.stderr)
         return 2
@@ -143,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     backend = nginx.start("backend", prefix, nginx.backend_config(prefix, backend_port, 1), backend_port, 1, None)
     try:
         results = {
-            t: measure(t, backend_port, work, args.warmup, args.requests, args.top) for t in args.targets.split(",")
+            t: measure(t, backend_port, work, args.warmup, args.requests, args.top, scenario)
+            for t in args.targets.split(",")
         }
     finally:
         backend.stop()
