@@ -2,3 +2,4 @@
 include "_core_src/trie.pxd"
 include "_core_src/bucket.pxd"
 include "_core_src/proto.pxd"
+include "_core_src/ratefilter.pxd"

@@ -285,3 +285,26 @@ class ClientCore:
     def sweep(self, now: float) -> None: ...
     def drain(self) -> None: ...
     def upstream_timeout(self, conn: UpstreamCore) -> None: ...
+
+# --- the gateway's rate-limit filter (_core_src/ratefilter.pyx) ---
+
+class LocalLimitFilter:
+    """The request filter of a route whose only limit is local-scope (built by
+    fastgw.ratelimit.filter.LocalLimit): key (`ip`, `route`, or `header:NAME` falling back to the
+    client IP), one BucketTable decision, RateLimit-* lines appended to `req.resp_extra`, or
+    (429, None, header lines with Retry-After) when refused and `enforce`."""
+
+    allowed: int
+    refused: int
+    shadow_refused: int
+    def __init__(
+        self,
+        table: BucketTable,
+        limit: Limit,
+        limit_id: bytes,
+        limit_line: bytes,
+        key: str,
+        route_keys: tuple[int, ...],
+        enforce: bool,
+    ) -> None: ...
+    def on_request(self, proto: Any, req: Request) -> tuple[int, None, bytes] | None: ...

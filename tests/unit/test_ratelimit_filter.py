@@ -123,6 +123,14 @@ def test_allowed_requests_carry_ratelimit_lines_and_the_refusal_retry_after(
 
 
 @single
+def test_large_numbers_are_rendered_whole(clock: Clock, table: BucketTable, make: Any) -> None:
+    f = make([LocalLimit(spec(rate=1.0, burst=1_000_000_000), table, ROUTES)])
+    req = request()
+    assert f.on_request(conn(), req) is None
+    assert req.resp_extra == lines(999_999_999, 1, limit=1_000_000_000)
+
+
+@single
 def test_retry_after_rounds_up_whole_seconds(clock: Clock, table: BucketTable, make: Any) -> None:
     f = make([LocalLimit(spec(rate=0.25, burst=1), table, ROUTES)])
     assert f.on_request(conn(), request()) is None

@@ -1,10 +1,11 @@
 """The rate-limit request filter and the local-scope limit it decides with.
 
-One `RateLimitFilter` per route, holding the route's limits in order; built once per worker. Per
-request it computes each limit's key, takes one token from each bucket, and either lets the
-request go on with `RateLimit-*` lines appended to `req.resp_extra`, or refuses it with 429 and
-`Retry-After` (DESIGN §5, §8). Nothing here allocates beyond the key, its hash and the rendered
-header lines.
+One filter per limited route (`route_filter`), built once per worker. Per request it computes
+each limit's key, takes one token from each bucket, and either lets the request go on with
+`RateLimit-*` lines appended to `req.resp_extra`, or refuses it with 429 and `Retry-After`
+(DESIGN §5, §8). Nothing here allocates beyond the key, its hash and the rendered header lines.
+The common case, a route whose only limit is local, is served in C by the limit's compiled twin
+(`fastgw._core.LocalLimitFilter`); `RateLimitFilter` serves the others with the same rules.
 
 A limit (`LocalLimit` here, `ClusterLimit` in `cluster`) offers the same small interface:
 `key(proto, req)`, `take(key)` and `check(key)` (would one token be granted? takes nothing), after
@@ -21,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from fastgw._core import BucketTable, Limit
+from fastgw._core import BucketTable, Limit, LocalLimitFilter
 from fastgw.config.model import RateLimit, Route
 
-from .keys import client_ip, key_function, route_key
+from .keys import key_function, route_key
 
 NS = 1_000_000_000
 STATS = ("allowed", "refused", "shadow_refused")
@@ -59,11 +60,13 @@ def limit_id(spec: RateLimit) -> bytes:
 
 
 class LocalLimit:
-    """A local-scope limit in one worker: its buckets live in the host's shared table."""
+    """A local-scope limit in one worker: its buckets live in the host's shared table. Its
+    `compiled` twin (`fastgw._core.LocalLimitFilter`) is the whole filter of a route that has
+    this limit alone, and holds the counters of both."""
 
     __slots__ = (
-        "spec", "enforce", "limit", "table", "limit_id", "limit_line", "_keyf", "_route_keys",
-        "_peek_n", "remaining", "reset_s", "retry_s", "allowed", "refused", "shadow_refused",
+        "spec", "enforce", "limit", "table", "limit_id", "limit_line", "compiled", "_keyf", "_route_keys",
+        "_peek_n", "remaining", "reset_s", "retry_s",
     )
 
     def __init__(self, spec: RateLimit, table: BucketTable, routes: Sequence[Route]) -> None:
@@ -75,15 +78,39 @@ class LocalLimit:
         self.limit_line = limit_line(spec)
         self._keyf = key_function(spec.key)
         self._route_keys = tuple(table.key_hash(self.limit_id, route_key(r)) for r in routes)
+        self.compiled = LocalLimitFilter(
+            table, self.limit, self.limit_id, self.limit_line, spec.key, self._route_keys, spec.enforce
+        )
         # More tokens than the bucket can ever hold: the table refuses without touching the
         # bucket and reports what is left, which is how `check` peeks.
         self._peek_n = self.limit.max_n + 1
         self.remaining = 0
         self.reset_s = 0
         self.retry_s = 0
-        self.allowed = 0
-        self.refused = 0
-        self.shadow_refused = 0
+
+    @property
+    def allowed(self) -> int:
+        return self.compiled.allowed
+
+    @allowed.setter
+    def allowed(self, value: int) -> None:
+        self.compiled.allowed = value
+
+    @property
+    def refused(self) -> int:
+        return self.compiled.refused
+
+    @refused.setter
+    def refused(self, value: int) -> None:
+        self.compiled.refused = value
+
+    @property
+    def shadow_refused(self) -> int:
+        return self.compiled.shadow_refused
+
+    @shadow_refused.setter
+    def shadow_refused(self, value: int) -> None:
+        self.compiled.shadow_refused = value
 
     def key(self, proto: Any, req: Any) -> int:
         keyf = self._keyf
@@ -119,31 +146,6 @@ class LocalLimit:
     def stats(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in STATS}
 
-    def on_request(self, proto: Any, req: Any) -> tuple[int, str | None, bytes] | None:
-        """The whole filter of a route with this one limit (the common case), in one call:
-        `RateLimitFilter` with the method calls and attribute traffic folded away."""
-        table = self.table
-        keyf = self._keyf
-        if keyf is client_ip:
-            key = table.key_hash(self.limit_id, proto.peer)
-        elif keyf is None:
-            key = self._route_keys[req.plan.index]
-        else:
-            key = table.key_hash(self.limit_id, keyf(proto, req))
-        if table.consume(key, self.limit):
-            self.allowed += 1
-        elif self.enforce:
-            self.refused += 1
-            return 429, None, b"retry-after: %d\r\n%sratelimit-remaining: 0\r\nratelimit-reset: %d\r\n" % (
-                -(-table.retry_after_ns // NS), self.limit_line, -(-table.reset_after_ns // NS)
-            )
-        else:
-            self.shadow_refused += 1
-        req.resp_extra += b"%sratelimit-remaining: %d\r\nratelimit-reset: %d\r\n" % (
-            self.limit_line, table.remaining, -(-table.reset_after_ns // NS)
-        )
-        return None
-
 
 def _lines(lim: Decider) -> bytes:
     return lim.limit_line + b"ratelimit-remaining: %d\r\nratelimit-reset: %d\r\n" % (lim.remaining, lim.reset_s)
@@ -154,9 +156,10 @@ def _refuse(lim: Decider, retry_s: int) -> tuple[int, str | None, bytes]:
 
 
 def route_filter(limits: Sequence[Decider]) -> Any:
-    """The request filter of a route with these limits: a local limit alone is its own filter."""
+    """The request filter of a route with these limits: a local limit alone is served by its
+    compiled twin (one C call per request), anything else by `RateLimitFilter`."""
     if len(limits) == 1 and isinstance(limits[0], LocalLimit):
-        return limits[0]
+        return limits[0].compiled
     return RateLimitFilter(limits)
 
 
