@@ -6,7 +6,8 @@ import asyncio
 import ipaddress
 import os
 import time
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
 from fastgw._core import RequestIds, monotonic
 from fastgw.config.model import Address, Config

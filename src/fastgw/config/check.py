@@ -32,7 +32,10 @@ def route_table(config: Config) -> list[str]:
     """The routes in match-table form, one line each, columns aligned."""
     rows = [_HEADER, *(_row(config, route) for route in config.routes)]
     widths = [max(len(row[column]) for row in rows) for column in range(len(_HEADER) - 1)]
-    lines = ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]).rstrip() for row in rows]
+    lines = [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip()
+        for row in rows
+    ]
     if not config.routes:
         lines.append("(no routes: every request is answered 404)")
     return lines

@@ -13,8 +13,8 @@ import selectors
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from fastgw.config import ConfigError, load
 from fastgw.config.model import Address, Config
@@ -387,7 +387,7 @@ class Master:
 
     def _retire_sockets(self) -> None:
         """Sockets of addresses the new configuration no longer listens on."""
-        wanted = {l.address for l in self.config.listen}
+        wanted = {listener.address for listener in self.config.listen}
         for address in list(self.sockets):
             if address not in wanted:
                 for sock in self.sockets.pop(address):
