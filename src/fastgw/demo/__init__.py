@@ -37,7 +37,10 @@ fastgw demo: config {config_path}
   curl -i {base}/api/orders/7/items      # {{param}} route to the orders service
   curl -i -X DELETE {base}/api/orders/7/items   # 405 with Allow
   curl -i {base}/nowhere                 # 404 as a JSON error
+  for i in $(seq 12); do curl -s -o /dev/null -w '%{{http_code}} ' {base}/api/orders/7/items; done; echo
+                                         # rate limit 1/s, burst 10 per client: ten 200s, then 429s
   curl -s 127.0.0.1:{admin_port}/healthz # admin API: generation and worker pids
+  curl -s 127.0.0.1:{admin_port}/ratelimits      # limits, their counters, the shared bucket table
   kill -HUP $(cat {workdir}/fastgw.pid)  # hot reload; Ctrl-C stops everything
 """,
         flush=True,
