@@ -452,3 +452,15 @@ def test_counters_are_summed_over_worker_rows() -> None:
     totals = state.totals()
     assert totals["a"]["allowed"] == 7 and totals["b"]["refused"] == 5
     assert sum(totals["a"].values()) + sum(totals["b"].values()) == 12
+
+
+def test_admin_view_hides_the_redis_password() -> None:
+    from fastgw.server.admin import ratelimits_table
+
+    limit = spec("c", scope="cluster", redis="redis://app:s3cret@10.0.0.5:6379/2", on_redis_error="closed")
+    config = config_with(limit)
+    master = SimpleNamespace(config=config, current=SimpleNamespace(buckets=shared_buckets(config, None)))
+    view = ratelimits_table(master)  # type: ignore[arg-type]
+    assert view["limits"]["c"]["redis"] == "redis://***@10.0.0.5:6379/2"  # type: ignore[index]
+    assert view["limits"]["c"]["counters"]["allowed"] == 0  # type: ignore[index]
+    assert view["table"] is None
