@@ -405,6 +405,15 @@ def test_a_stalled_redis_is_given_up_after_redis_timeout(loop: asyncio.AbstractE
     assert f.on_request(conn(), request())[0] == 429
 
 
+def test_long_keys_are_kept_as_digests(loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
+    lim = cluster_limit(loop, clock, FakeRedis(clock), key="header:x-user")
+    f = RateLimitFilter([lim])
+    long_value = "u" * 4000
+    assert f.on_request(conn(), request(("X-User", long_value))) is None
+    assert f.on_request(conn(), request(("X-User", long_value))) is None  # the same entry, found again
+    assert [len(k) for k in lim.entries] == [16]
+
+
 def test_idle_keys_are_dropped(loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
     redis = FakeRedis(clock)
     lim = cluster_limit(loop, clock, redis)

@@ -48,6 +48,8 @@ LEASE_TIME = 0.02
 """Seconds of the limit's rate that one lease holds (bounded by a quarter of the burst)."""
 MAX_ENTRIES = 100_000
 """Keys a worker keeps leases for, per limit; beyond, the least recently created go first."""
+MAX_KEY = 64
+"""Key bytes kept as they are in a worker's table of leases; longer keys are kept as a digest."""
 IDLE = 10.0
 """Seconds without a request after which a key's lease is dropped."""
 SWEEP = 1.0
@@ -167,6 +169,9 @@ class ClusterLimit:
         return keyf(proto, req)
 
     def _entry(self, key: bytes, now: float) -> Lease:
+        if len(key) > MAX_KEY:
+            # A client choosing long keys must not choose how much memory its entries hold.
+            key = hashlib.blake2b(key, digest_size=16, person=b"fastgw-long-key").digest()
         e = self.entries.get(key)
         if e is None:
             if len(self.entries) >= MAX_ENTRIES:
