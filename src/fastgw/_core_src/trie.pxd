@@ -20,6 +20,8 @@ from cpython.object cimport PyObject
 cdef enum:
     # Bound on pattern segments, so the per-match span arrays and the recursion fit on the C stack.
     _MAX_SEGMENTS = 64
+    # Matches of routes with up to this many params record spans and decode on first `.params`.
+    _LAZY_PARAMS = 8
 
 
 cdef struct _Miss:
@@ -35,7 +37,11 @@ cdef struct _Miss:
 cdef class RouteMatch:
     cdef readonly int status
     cdef readonly object target
-    cdef readonly dict params
+    cdef dict _params               # decoded params, or None (no params, or not decoded yet)
+    cdef bytes _path                # the path `_spans` index into, until `.params` decodes it
+    cdef tuple _names
+    cdef Py_ssize_t _nspans
+    cdef Py_ssize_t _spans[2 * _LAZY_PARAMS]
     cdef readonly bytes allow
     cdef readonly Py_ssize_t prefix_len
 
@@ -51,7 +57,7 @@ cdef class _Route:
     cdef Py_ssize_t nparams
     cdef unsigned char depths[_MAX_SEGMENTS]  # segment index of each param, in `names` order
 
-    cdef RouteMatch _answer(self, const char* buf, Py_ssize_t* starts, Py_ssize_t* ends)
+    cdef RouteMatch _answer(self, bytes path, Py_ssize_t* starts, Py_ssize_t* ends)
 
 
 @cython.final

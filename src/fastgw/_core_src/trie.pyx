@@ -36,10 +36,27 @@ cdef class RouteMatch:
         cdef RouteMatch m = RouteMatch.__new__(RouteMatch)
         m.status = status
         m.target = target
-        m.params = params
+        m._params = params
         m.allow = allow
         m.prefix_len = prefix_len
         return m
+
+    @property
+    def params(self):
+        """{name: value} of the route's params (values still percent-encoded, as in the path), or
+        None for a route without params. Decoded on first use: the gateway's own request path
+        never needs them, so a param route costs no dict or strings per request."""
+        cdef Py_ssize_t k
+        cdef dict params
+        if self._path is not None:
+            params = {}
+            for k in range(self._nspans):
+                params[self._names[k]] = PyUnicode_DecodeLatin1(
+                    PyBytes_AS_STRING(self._path) + self._spans[2 * k], self._spans[2 * k + 1], NULL
+                )
+            self._params = params
+            self._path = None
+        return self._params
 
     def __repr__(self) -> str:
         return (f"RouteMatch(status={self.status}, target={self.target!r}, params={self.params!r}, "
@@ -55,11 +72,23 @@ cdef RouteMatch _NOT_FOUND = RouteMatch.new(404, None, None, None, 0)
 cdef class _Route:
     """One add() call: its target, its prebuilt answer, and where its params sit in the path."""
 
-    cdef RouteMatch _answer(self, const char* buf, Py_ssize_t* starts, Py_ssize_t* ends):
+    cdef RouteMatch _answer(self, bytes path, Py_ssize_t* starts, Py_ssize_t* ends):
         if self.match is not None:
             return self.match
-        cdef dict params = {}
+        cdef const char* buf = PyBytes_AS_STRING(path)
         cdef Py_ssize_t k, d
+        cdef RouteMatch m
+        if self.nparams <= _LAZY_PARAMS:
+            m = RouteMatch.new(200, self.target, None, None, 0)
+            m._path = path
+            m._names = self.names
+            m._nspans = self.nparams
+            for k in range(self.nparams):
+                d = self.depths[k]
+                m._spans[2 * k] = starts[d]
+                m._spans[2 * k + 1] = ends[d] - starts[d]
+            return m
+        cdef dict params = {}
         for k in range(self.nparams):
             d = self.depths[k]
             params[self.names[k]] = PyUnicode_DecodeLatin1(buf + starts[d], ends[d] - starts[d], NULL)
@@ -190,7 +219,7 @@ cdef class _HostRoutes:
         if self.has_params:
             r = _walk(self.params, buf, n, 0, 0, starts, ends, method, miss)
             if r is not None:
-                return r._answer(buf, starts, ends)
+                return r._answer(path, starts, ends)
         if self.has_prefixes:
             r = _walk_prefixes(self.prefixes, buf, n, method, miss)
             if r is not None:
