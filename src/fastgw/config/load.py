@@ -846,23 +846,37 @@ def validate_trusted_proxies(report: Report, path: Path, value: Any) -> tuple[IP
     return tuple(networks)
 
 
-def validate_upstreams(report: Report, path: Path, value: Any) -> dict[str, Upstream]:
+def _named_items(
+    report: Report,
+    path: Path,
+    value: Any,
+    name_word: str,
+    items_word: str,
+    validate_name: Callable[[str], str],
+    validate_item: Callable[[Report, Path, str, Any], T | None],
+) -> dict[str, T]:
+    """A mapping of user-chosen names to items (upstreams, rate limits): each name checked, each
+    item validated under its own key path; a bad one is reported and left out."""
     if not isinstance(value, dict):
-        report.error(path, f"expected a mapping of upstream names to upstreams, got {kind_of(value)}")
+        report.error(path, f"expected a mapping of {name_word} names to {items_word}, got {kind_of(value)}")
         return {}
-    upstreams: dict[str, Upstream] = {}
+    items: dict[str, T] = {}
     for raw_name, body in value.items():
         name = str(raw_name)
         item_path = (*path, name)
         try:
-            validate_upstream_name(name)
+            validate_name(name)
         except ValueError as exc:
             report.error(item_path, str(exc), at_key=True)
             continue
-        upstream = validate_upstream(report, item_path, name, body)
-        if upstream is not None:
-            upstreams[name] = upstream
-    return upstreams
+        item = validate_item(report, item_path, name, body)
+        if item is not None:
+            items[name] = item
+    return items
+
+
+def validate_upstreams(report: Report, path: Path, value: Any) -> dict[str, Upstream]:
+    return _named_items(report, path, value, "upstream", "upstreams", validate_upstream_name, validate_upstream)
 
 
 UPSTREAM_KEYS = (
@@ -1383,22 +1397,7 @@ def validate_redis_timeout(value: Any) -> float:
 
 
 def validate_rate_limits(report: Report, path: Path, value: Any) -> dict[str, RateLimit]:
-    if not isinstance(value, dict):
-        report.error(path, f"expected a mapping of rate limit names to limits, got {kind_of(value)}")
-        return {}
-    limits: dict[str, RateLimit] = {}
-    for raw_name, body in value.items():
-        name = str(raw_name)
-        item_path = (*path, name)
-        try:
-            validate_limit_name(name)
-        except ValueError as exc:
-            report.error(item_path, str(exc), at_key=True)
-            continue
-        limit = validate_rate_limit(report, item_path, name, body)
-        if limit is not None:
-            limits[name] = limit
-    return limits
+    return _named_items(report, path, value, "rate limit", "limits", validate_limit_name, validate_rate_limit)
 
 
 def validate_rate_limit(report: Report, path: Path, name: str, value: Any) -> RateLimit | None:
