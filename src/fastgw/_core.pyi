@@ -180,6 +180,9 @@ class BucketTable:
 def monotonic() -> float:
     """CLOCK_MONOTONIC in seconds: the clock every protocol timeout is measured on."""
 
+def status_line(status: int) -> bytes:
+    """`HTTP/1.1 NNN Reason\r\n`, the same table gateway-made replies and proxied heads use."""
+
 def valid_host(host: bytes) -> bool:
     """RFC 9110 Host syntax: uri-host [":" port]."""
 
@@ -248,8 +251,6 @@ class Request:
     def headers(self) -> list[tuple[bytes, bytes, bytes]]: ...
     @property
     def version(self) -> str: ...
-    @property
-    def duration(self) -> float: ...
 
 class AccessLog:
     fd: int
@@ -284,7 +285,6 @@ class ClientCore:
     def reject(self, status: int, message: str | None = None) -> None: ...
     def sweep(self, now: float) -> None: ...
     def drain(self) -> None: ...
-    def upstream_timeout(self, conn: UpstreamCore) -> None: ...
 
 # --- the gateway's rate-limit filter (_core_src/ratefilter.pyx) ---
 

@@ -65,7 +65,6 @@ class Runtime:
         self.draining = False
         self.drain_started = 0.0
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.requests_routed = 0
         self._trusted = config.trusted_proxies
         self._trust_cache: dict[str, bool] = {}
         self.ids = RequestIds(os.urandom(5).hex().encode() + b"-")

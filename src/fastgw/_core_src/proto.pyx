@@ -211,7 +211,8 @@ cdef tuple _check_te(list values):
 cdef dict _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in _HTTPStatus}
 
 
-cdef bytes status_line(int status):
+cpdef bytes status_line(int status):
+    """`HTTP/1.1 NNN Reason\r\n`, rendered once per known status."""
     cdef bytes line = _STATUS_LINES.get(status)
     if line is None:
         line = b"HTTP/1.1 %d \r\n" % status
@@ -375,9 +376,6 @@ cdef class Request:
     def version(self):
         return "1.1" if self.ver == 11 else ("1.0" if self.ver == 10 else "")
 
-    @property
-    def duration(self):
-        return _now() - self.t0
 
 
 # ---- upstream side ------------------------------------------------------------------------------
@@ -1135,9 +1133,6 @@ cdef class ClientCore:
         else:
             self._end_attempt(req, 0, kind)
             self._abort(req)
-
-    def upstream_timeout(self, conn):
-        self.upstream_failed(<UpstreamCore>conn, 504, "upstream read timed out", "timeout")
 
     # completion
 

@@ -2,23 +2,10 @@
 override per status, and `X-Request-ID` always returned."""
 from __future__ import annotations
 
-from http import HTTPStatus
-
 import orjson
 
+from fastgw._core import status_line
 from fastgw.config.model import Errors
-
-STATUS_LINES: dict[int, bytes] = {}
-for _s in HTTPStatus:
-    STATUS_LINES[_s.value] = b"HTTP/1.1 %d %s\r\n" % (_s.value, _s.phrase.encode())
-
-
-def status_line(status: int) -> bytes:
-    line = STATUS_LINES.get(status)
-    if line is None:
-        line = b"HTTP/1.1 %d \r\n" % status
-    return line
-
 
 DEFAULT_MESSAGES = {
     400: ("bad_request", "malformed request"),
