@@ -214,6 +214,26 @@ def test_stopped_target_fails_over_is_ejected_and_comes_back(tmp_path: Path) -> 
         y.stop()
 
 
+def test_refused_connections_fail_over_at_low_traffic(backends: dict[str, Backend], tmp_path: Path) -> None:
+    """Issue 9, item 10: a dead target next to a live one, the default retries, 10 sequential
+    GETs on one connection (one worker, one budget): every one is answered by the live target.
+    Half of them are first sent to the dead one, more than the budget's floor of 3 retries, and
+    the retry budget must not count them: they reached no target."""
+    a = backends["a"]
+    dead = f"127.0.0.1:{free_port()}"
+    with Gateway(config([dead, addr(a)]), tmp_path) as gw:
+        before = app_counts(backends)
+        with Conn(gw.port) as conn:
+            answers = [conn.request("GET", "/app") for _ in range(10)]
+        got = delta(before, app_counts(backends))
+        statuses = Counter(r.status for r in answers)
+        assert statuses == {200: 10}, [r.summary() for r in answers if r.status != 200]
+        assert got["a"] == 10, got
+        # The dead target was tried (and failed) on its turns until its ejection: the failover
+        # happened, it was not the balancer avoiding the dead target from the start.
+        wait_until(lambda: sum(w["failed"] for w in targets_state(gw)[dead]["workers"]) >= 4, 1.0, "failures shown")
+
+
 def test_5xx_target_is_ejected_within_the_threshold_and_returns(
     backends: dict[str, Backend], tmp_path: Path
 ) -> None:

@@ -61,11 +61,42 @@ def test_non_idempotent_request_is_retried_when_nothing_was_sent() -> None:
 
 def test_refusals_take_nothing_from_the_budget() -> None:
     clock = FakeClock()
-    p = policy(clock, attempts=2, on=("connect_error",))
+    p = policy(clock, attempts=2, on=("reset",))
     for _ in range(50):
-        assert not p.allows("connect_error", 2, True, False)
-        assert not p.allows("reset", 1, True, False)
-    assert [p.allows("connect_error", 1, True, False) for _ in range(4)] == [True, True, True, False]
+        assert not p.allows("reset", 2, True, True)
+        assert not p.allows("connect_error", 1, True, False)
+        assert not p.allows("timeout", 1, True, True)
+    assert [p.allows("reset", 1, True, True) for _ in range(4)] == [True, True, True, False]
+
+
+def test_connect_errors_are_retried_outside_the_budget() -> None:
+    """Issue 9, item 10: a request whose connection was refused reached no target, so trying it
+    on another adds no load to anything, and the budget neither limits nor counts it: a dead
+    target next to a live one costs no request at low traffic. `attempts` still bounds it."""
+    clock = FakeClock()
+    p = policy(clock, attempts=2, on=("connect_error", "reset"))
+    for _ in range(10):
+        p.on_request()
+    assert all(p.allows("connect_error", 1, idempotent=False, request_sent=False) for _ in range(100))
+    assert not p.allows("connect_error", 2, True, False)
+    # ... and the budget is whole for the retries that do add load: the floor of 3 here.
+    assert [p.allows("reset", 1, True, True) for _ in range(4)] == [True, True, True, False]
+    assert p.allows("connect_error", 1, True, False)
+
+
+def test_connect_errors_are_retried_however_long_the_outage() -> None:
+    """A dead target among live ones over a minute at 1000 requests per second: every refused
+    attempt is tried again (elsewhere), whatever the 20% budget has left."""
+    clock = FakeClock()
+    p = policy(clock)  # the default: {attempts: 2, on: [connect_error]}, budget 20%
+    refused = 0
+    for i in range(60_000):
+        p.on_request()
+        if i % 2 == 0:  # every other request is sent first to the dead target
+            refused += 1
+            assert p.allows("connect_error", 1, idempotent=True, request_sent=False), i
+        clock.now += 0.001
+    assert refused == 30_000
 
 
 def test_timeouts_are_exposed() -> None:

@@ -3,7 +3,16 @@ from multiplying an outage.
 
 The protocol asks `allows(outcome, attempts, idempotent, request_sent)` after an attempt failed
 before any of its response reached the client; a True answer has already taken a retry from the
-budget. `on_request()` is called once per request so the budget knows the request rate.
+budget, except for a `connect_error`. `on_request()` is called once per request so the budget
+knows the request rate.
+
+Why a `connect_error` is outside the budget: the budget bounds the extra work retries put on the
+targets when they are failing (Finagle's and Envoy's retry budgets). A request whose connection
+was refused or timed out reached no target, so trying it on another one is its first delivery,
+not extra work, and nginx always moves to the next server on a refused connection. Counting it let
+a single dead target among live ones fail requests at low traffic (issue 9, item 10: 2 of 10
+sequential GETs, once the floor of 3 was spent). Its bound is `attempts`, and the protocol never
+sends it back to the target that just refused (DESIGN §8 "Retry budget").
 """
 from __future__ import annotations
 
@@ -91,7 +100,8 @@ class RetryPolicy:
     def allows(self, outcome: str | int, attempts: int, idempotent: bool, request_sent: bool) -> bool:
         """May a request whose attempt number `attempts` (the first is 1) failed with `outcome`
         (`connect_error`, `reset`, `timeout` or a status) be tried again? Once any part of the
-        request was sent, only an idempotent one may."""
+        request was sent, only an idempotent one may. A `connect_error` (nothing sent) needs no
+        budget: see the module docstring."""
         if attempts >= self.attempts:
             return False
         if isinstance(outcome, int):
@@ -100,6 +110,8 @@ class RetryPolicy:
                 return False
         elif outcome not in self.conditions:
             return False
+        elif outcome == "connect_error" and not request_sent:
+            return True
         if request_sent and not idempotent:
             return False
         return self.budget.try_acquire()
