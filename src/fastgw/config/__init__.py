@@ -1,8 +1,9 @@
 """Configuration: `load(path)` turns a YAML/JSON file into the frozen model the runtime is built
 from, or raises ConfigError listing every problem as `FILE:LINE: key.path: message`."""
+
 from __future__ import annotations
 
-from .load import ConfigError, load
+from .load import load
 from .model import (
     AccessLog,
     Address,
@@ -26,6 +27,7 @@ from .model import (
     Timeouts,
     Upstream,
 )
+from .report import ConfigError
 
 __all__ = [
     "AccessLog",

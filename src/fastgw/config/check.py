@@ -1,12 +1,14 @@
 """`fastgw check`: validate a config and show how requests will be routed, without starting
 anything, so a config can be vetted (in CI, before a reload) exactly as `run` would load it."""
+
 from __future__ import annotations
 
 import sys
 from typing import TextIO
 
-from .load import ConfigError, load
+from .load import load
 from .model import Config, Route
+from .report import ConfigError
 
 __all__ = ["check_main", "route_table"]
 
