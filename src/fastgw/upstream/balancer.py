@@ -16,7 +16,7 @@ from hashlib import blake2b
 from typing import Any
 
 from fastgw.config.model import HashKey, Upstream
-from fastgw.upstream.target import EWMA_DECAY, TargetState
+from fastgw.upstream.target import IDLE_ROUNDS, PickClock, TargetState
 
 VNODES = 160
 """Ring points per unit of weight (ketama's figure): enough for an even spread and a ~1/N move
@@ -135,20 +135,28 @@ class LeastConn:
 
 class P2CEwma:
     """Power of two choices: of two usable targets drawn at random, the one whose latency EWMA
-    (faded while it is idle) times its attempts in flight, over its weight, is lower. Random
-    draws keep workers from herding onto the same target."""
+    (faded while it is idle, by seconds and by this upstream's picks: `PickClock`) times its
+    attempts in flight, over its weight, is lower. Random draws keep workers from herding onto
+    the same target."""
 
-    __slots__ = ("targets", "clock", "_random")
+    __slots__ = ("targets", "clock", "_random", "_picks")
 
-    def __init__(self, targets: Sequence[TargetState], clock: Any, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, targets: Sequence[TargetState], clock: Any, rng: random.Random | None = None,
+        idle_rounds: float = IDLE_ROUNDS,
+    ) -> None:
         self.targets = targets
         self.clock = clock
         self._random = (rng or random.Random()).random
+        self._picks = PickClock(len(targets), idle_rounds)
+        for target in targets:
+            target.picks = self._picks
 
     def pick(self, proto: Any, req: Any, exclude: TargetState | None) -> TargetState | None:
         targets = self.targets
         n = len(targets)
         rand = self._random
+        self._picks.now += 1
         if n > 1:
             i = int(rand() * n)
             j = int(rand() * (n - 1))
@@ -171,11 +179,9 @@ class P2CEwma:
         b = candidates[j]
         return a if self._cost(a) <= self._cost(b) else b
 
-    def _cost(self, target: TargetState) -> float:
-        ewma = target.ewma
-        if ewma:
-            ewma *= math.exp((target.sampled_at - self.clock.now) / EWMA_DECAY)
-        return ewma * (target.active + 1) / target.weight
+    @staticmethod
+    def _cost(target: TargetState) -> float:
+        return target.estimate() * (target.active + 1) / target.weight
 
 
 def hash64(data: bytes) -> int:
@@ -255,7 +261,11 @@ def key_reader(key: HashKey) -> Any:
 Balancer = Single | RoundRobin | Weighted | LeastConn | P2CEwma | ConsistentHash
 
 
-def make_balancer(upstream: Upstream, targets: Sequence[TargetState], labels: Sequence[str], clock: Any) -> Balancer:
+def make_balancer(
+    upstream: Upstream, targets: Sequence[TargetState], labels: Sequence[str], clock: Any,
+    rng: random.Random | None = None,
+) -> Balancer:
+    """The balancer for `upstream.balance`; `rng` (default: a fresh one) draws `p2c_ewma`'s pairs."""
     balance = upstream.balance
     if len(targets) == 1:
         return Single(targets[0])
@@ -264,7 +274,7 @@ def make_balancer(upstream: Upstream, targets: Sequence[TargetState], labels: Se
     if balance == "least_conn":
         return LeastConn(targets)
     if balance == "p2c_ewma":
-        return P2CEwma(targets, clock)
+        return P2CEwma(targets, clock, rng)
     if balance == "hash":
         return ConsistentHash(targets, labels, upstream.hash_key or HashKey())
     return Weighted(targets)

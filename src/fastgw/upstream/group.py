@@ -8,6 +8,7 @@ results and ended ejections are applied, and where the worker publishes what it 
 """
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,7 +35,7 @@ class TargetGroup:
 
     def __init__(
         self, upstream: Upstream, pools: Sequence[TargetState], labels: Sequence[str], clock: Any,
-        view: GroupView | None = None,
+        view: GroupView | None = None, rng: random.Random | None = None,
     ) -> None:
         self.name = upstream.name
         self.balance = upstream.balance
@@ -48,7 +49,7 @@ class TargetGroup:
         self.retry_statuses = self.retry.statuses
         """Upstream statuses worth a retry (None: none), checked before `retry.allows`."""
         self.on_request = self.retry.budget.on_request
-        self.balancer: Balancer = make_balancer(upstream, self.pools, labels, clock)
+        self.balancer: Balancer = make_balancer(upstream, self.pools, labels, clock, rng)
         self.pick = self.balancer.pick
         self.view = view
         if view is not None:
