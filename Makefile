@@ -45,8 +45,12 @@ sysdeps-test:
 sysdeps-bench:
 	$(call apt_install,nginx-light wrk util-linux procps)
 
+# make run PORT=8081 ADMIN_PORT=9902 BACKEND_PORT=18091 when the default ports are taken
+PORT         ?= 8080
+ADMIN_PORT   ?= 9901
+BACKEND_PORT ?= 18081
 run: compile
-	$(PY) -m fastgw demo
+	$(PY) -m fastgw demo --port $(PORT) --admin-port $(ADMIN_PORT) --backend-port $(BACKEND_PORT)
 
 test: compile sysdeps-test
 	$(PY) -m pytest -q -p no:cacheprovider tests

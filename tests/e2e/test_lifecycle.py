@@ -219,16 +219,25 @@ def test_workers_exit_when_master_dies(backend: Backend, tmp_path: Path) -> None
 
 
 def test_worker_boot_failure_stops_master(backend: Backend, tmp_path: Path) -> None:
-    (tmp_path / "logdir").mkdir()
-    config = config_for(backend, access_log={"path": str(tmp_path / "logdir"), "format": "json"})
+    """A worker that cannot build its runtime (here: made to fail, since the master now vets
+    everything in the config it can before forking) stops the master instead of a respawn loop."""
+    config = config_for(backend)
     cfg_path = tmp_path / "gateway.yaml"
     config["listen"] = [{"address": f"127.0.0.1:{free_port()}"}]
     cfg_path.write_text(yaml.safe_dump(config))
+    # Workers are forked, not exec'd: a patch made in the master is in every worker.
+    script = (
+        "import sys, fastgw.server.worker as w\n"
+        "def boom(*a, **k): raise RuntimeError('injected boot failure')\n"
+        "w.Runtime = boom\n"
+        "from fastgw.cli import main\n"
+        "sys.exit(main(['run', '-c', sys.argv[1]]))\n"
+    )
     proc = subprocess.run(
-        [PYTHON, "-m", "fastgw", "run", "-c", str(cfg_path)], cwd=REPO, capture_output=True, text=True, timeout=30
+        [PYTHON, "-c", script, str(cfg_path)], cwd=REPO, capture_output=True, text=True, timeout=30
     )
     assert proc.returncode == 1
-    assert "could not start" in proc.stderr
+    assert "could not start" in proc.stderr and "injected boot failure" in proc.stderr
 
 
 def test_listen_address_in_use_is_a_clear_error(backend: Backend, tmp_path: Path) -> None:

@@ -8,26 +8,71 @@ import sys
 import tempfile
 from importlib import resources
 
-BACKENDS = (("users-1", 18081), ("users-2", 18082), ("orders", 18083))
+BACKENDS = ("users-1", "users-2", "orders")
+"""The demo backends, on three consecutive ports from `backend_port`."""
 
 
-def _config_text(port: int, admin_port: int, pidfile: str) -> str:
+def _config_text(port: int, admin_port: int, pidfile: str, backend_port: int = 18081) -> str:
     template = resources.files("fastgw.demo").joinpath("gateway.yaml").read_text()
     return (
         template.replace("@PORT@", str(port))
         .replace("@ADMIN_PORT@", str(admin_port))
         .replace("@PIDFILE@", pidfile)
+        .replace("@USERS_1@", str(backend_port))
+        .replace("@USERS_2@", str(backend_port + 1))
+        .replace("@ORDERS@", str(backend_port + 2))
     )
 
 
-def run_demo(port: int, admin_port: int) -> int:
+def _fastgw() -> str:
+    """How to run the `fastgw` command of the interpreter that runs this demo (the venv's)."""
+    script = os.path.join(os.path.dirname(sys.executable), "fastgw")
+    if not os.path.exists(script):
+        return f"{sys.executable} -m fastgw"
+    relative = os.path.relpath(script)
+    return script if relative.startswith("..") else relative
+
+
+def busy_ports(port: int, admin_port: int, backend_port: int) -> list[str]:
+    """One sentence per demo port that something on 127.0.0.1 already listens on, naming the
+    holder and how to pick another port."""
+    from fastgw.config.model import Address
+    from fastgw.server.sockets import probe
+
+    wanted = [
+        (port, "gateway", f"`make run PORT={port + 1}` or `fastgw demo --port {port + 1}`"),
+        (admin_port, "admin API",
+         f"`make run ADMIN_PORT={admin_port + 1}` or `fastgw demo --admin-port {admin_port + 1}`"),
+    ]
+    following = backend_port + len(BACKENDS)
+    wanted += [
+        (backend_port + i, f"demo backend {name}",
+         f"`make run BACKEND_PORT={following}` or `fastgw demo --backend-port {following}` "
+         f"(the backends take {len(BACKENDS)} consecutive ports)")
+        for i, name in enumerate(BACKENDS)
+    ]
+    problems = []
+    for number, what, how in wanted:
+        try:
+            probe(Address("127.0.0.1", number))
+        except OSError as exc:
+            problems.append(f"{exc} (port for the {what}); pick another port with {how}")
+    return problems
+
+
+def run_demo(port: int, admin_port: int, backend_port: int = 18081) -> int:
+    problems = busy_ports(port, admin_port, backend_port)
+    if problems:
+        for problem in problems:
+            print(f"fastgw demo: {problem}", file=sys.stderr)
+        return 1
     workdir = tempfile.mkdtemp(prefix="fastgw-demo-")
     config_path = os.path.join(workdir, "gateway.yaml")
     with open(config_path, "w") as f:
-        f.write(_config_text(port, admin_port, os.path.join(workdir, "fastgw.pid")))
+        f.write(_config_text(port, admin_port, os.path.join(workdir, "fastgw.pid"), backend_port))
     procs = [
-        subprocess.Popen([sys.executable, "-m", "fastgw.demo.backend", name, str(bport)])
-        for name, bport in BACKENDS
+        subprocess.Popen([sys.executable, "-m", "fastgw.demo.backend", name, str(backend_port + i)])
+        for i, name in enumerate(BACKENDS)
     ]
     base = f"http://127.0.0.1:{port}"
     print(
@@ -41,7 +86,8 @@ fastgw demo: config {config_path}
                                          # rate limit 1/s, burst 10 per client: ten 200s, then 429s
   curl -s 127.0.0.1:{admin_port}/healthz # admin API: generation and worker pids
   curl -s 127.0.0.1:{admin_port}/ratelimits      # limits, their counters, the shared bucket table
-  kill -HUP $(cat {workdir}/fastgw.pid)  # hot reload; Ctrl-C stops everything
+  curl -s 127.0.0.1:{admin_port}/config  # the effective configuration, secrets redacted
+  {_fastgw()} reload -c {config_path}    # hot reload, waits for the outcome; Ctrl-C stops everything
 """,
         flush=True,
     )

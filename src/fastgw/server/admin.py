@@ -1,13 +1,25 @@
-"""The admin API, served by the master on its own loopback listener (DESIGN §5).
+"""The admin API, served by the master on its own listener (loopback by default).
 
-Requests are tiny and rare, so they are handled inline in the master's selector loop with a
-bounded read; nothing here can block the loop for long.
+It runs in the master's selector loop, so nothing here may wait on a client: sockets are
+non-blocking, a request is read as it arrives and an answer written as far as the client takes it
+(the rest when the socket is writable again), and a connection that has not finished its exchange
+within EXCHANGE_TIMEOUT is closed by `sweep`, which the master calls every loop turn. At most
+MAX_CONNECTIONS are open; a new one beyond that closes the oldest.
+
+With a token configured, every request needs `Authorization: Bearer TOKEN` (else 401).
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hmac
+import ipaddress
 import selectors
 import socket
+import time
+from collections.abc import Mapping
+from http import HTTPStatus
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -18,15 +30,44 @@ from fastgw.server.sockets import make_plain_listener
 if TYPE_CHECKING:
     from fastgw.server.master import Master
 
-_MAX_REQUEST = 16 * 1024
+MAX_REQUEST = 16 * 1024
+"""Bytes of request head (and whatever body came with it) read before answering 431."""
+EXCHANGE_TIMEOUT = 5.0
+"""Seconds a connection has to send its request and take the answer."""
+MAX_CONNECTIONS = 32
+
+ENDPOINTS: dict[bytes, tuple[bytes, ...]] = {
+    b"/healthz": (b"GET", b"HEAD"),
+    b"/routes": (b"GET", b"HEAD"),
+    b"/upstreams": (b"GET", b"HEAD"),
+    b"/ratelimits": (b"GET", b"HEAD"),
+    b"/config": (b"GET", b"HEAD"),
+    b"/reload": (b"POST",),
+}
+"""Path → the methods it answers; another method gets 405 with `Allow`."""
+
+
+class _Conn:
+    __slots__ = ("sock", "inbuf", "outbuf", "deadline", "writing")
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.inbuf = bytearray()
+        self.outbuf = b""
+        self.deadline = deadline
+        self.writing = False
 
 
 class AdminServer:
-    def __init__(self, address: Address, sel: selectors.BaseSelector, master: Master) -> None:
+    def __init__(
+        self, address: Address, sel: selectors.BaseSelector, master: Master, token: str | None = None
+    ) -> None:
+        self.address = address
         self.sock = make_plain_listener(address)
         self.sel = sel
         self.master = master
-        self.conns: dict[socket.socket, bytearray] = {}
+        self._token = ("Bearer " + token).encode() if token else None
+        self.conns: dict[socket.socket, _Conn] = {}
         sel.register(self.sock, selectors.EVENT_READ, self._accept)
 
     def fds(self) -> set[int]:
@@ -41,81 +82,150 @@ class AdminServer:
             pass
         self.sock.close()
 
+    def sweep(self, now: float) -> None:
+        """Closes connections whose exchange has taken longer than EXCHANGE_TIMEOUT."""
+        for sock, conn in list(self.conns.items()):
+            if now >= conn.deadline:
+                self._drop(sock)
+
     def _accept(self, sock: Any, mask: int) -> None:
         try:
             conn, _ = self.sock.accept()
         except BlockingIOError:
             return
+        except OSError as exc:
+            # Out of descriptors: free one, or the listener stays readable and the loop spins.
+            if exc.errno in (errno.EMFILE, errno.ENFILE) and self.conns:
+                self._drop(min(self.conns.values(), key=lambda c: c.deadline).sock)
+            return
+        if len(self.conns) >= MAX_CONNECTIONS:
+            self._drop(min(self.conns.values(), key=lambda c: c.deadline).sock)
         conn.setblocking(False)
-        self.conns[conn] = bytearray()
+        self.conns[conn] = _Conn(conn, time.monotonic() + EXCHANGE_TIMEOUT)
         self.sel.register(conn, selectors.EVENT_READ, self._read)
 
-    def _drop(self, conn: socket.socket) -> None:
-        self.conns.pop(conn, None)
+    def _drop(self, sock: socket.socket) -> None:
+        self.conns.pop(sock, None)
         try:
-            self.sel.unregister(conn)
+            self.sel.unregister(sock)
         except (KeyError, ValueError):
             pass
-        conn.close()
+        sock.close()
 
-    def _read(self, conn: Any, mask: int) -> None:
-        buf = self.conns.get(conn)
-        if buf is None:
+    def _read(self, sock: Any, mask: int) -> None:
+        conn = self.conns.get(sock)
+        if conn is None:
             return
         try:
-            data = conn.recv(4096)
+            data = sock.recv(4096)
         except BlockingIOError:
             return
         except OSError:
-            self._drop(conn)
+            self._drop(sock)
             return
         if not data:
-            self._drop(conn)
+            self._drop(sock)
             return
+        buf = conn.inbuf
         buf += data
         end = buf.find(b"\r\n\r\n")
         if end < 0:
-            if len(buf) > _MAX_REQUEST:
-                self._reply(conn, 431, {"error": "request too large"})
+            if len(buf) > MAX_REQUEST:
+                self._reply(conn, 431, {"error": "request head too large"})
             return
-        line = bytes(buf[: buf.find(b"\r\n")]).split(b" ")
-        if len(line) != 3:
+        lines = bytes(buf[:end]).split(b"\r\n")
+        request_line = lines[0].split(b" ")
+        if len(request_line) != 3 or not request_line[2].startswith(b"HTTP/1."):
             self._reply(conn, 400, {"error": "bad request line"})
             return
-        method, target = line[0], line[1].split(b"?", 1)[0]
-        self._dispatch(conn, method, target)
+        headers: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                self._reply(conn, 400, {"error": "bad header line"})
+                return
+            headers[name.strip().lower()] = value.strip()
+        method, target = request_line[0], request_line[1]
+        path, _, query = target.partition(b"?")
+        self._dispatch(conn, method, path, query, headers)
 
-    def _dispatch(self, conn: socket.socket, method: bytes, target: bytes) -> None:
+    def _authorized(self, headers: Mapping[bytes, bytes]) -> bool:
+        if self._token is None:
+            return True
+        return hmac.compare_digest(headers.get(b"authorization", b""), self._token)
+
+    def _dispatch(
+        self, conn: _Conn, method: bytes, path: bytes, query: bytes, headers: Mapping[bytes, bytes]
+    ) -> None:
+        head_only = method == b"HEAD"
+        if not self._authorized(headers):
+            self._reply(conn, 401, {"error": "missing or wrong bearer token"},
+                        extra=[("WWW-Authenticate", 'Bearer realm="fastgw admin"')], head_only=head_only)
+            return
+        methods = ENDPOINTS.get(path)
+        if methods is None:
+            self._reply(conn, 404, {"error": "not found", "endpoints": sorted(p.decode() for p in ENDPOINTS)},
+                        head_only=head_only)
+            return
+        if method not in methods:
+            allow = ", ".join(m.decode() for m in methods)
+            self._reply(conn, 405, {"error": f"method not allowed (allowed: {allow})"},
+                        extra=[("Allow", allow)], head_only=head_only)
+            return
         master = self.master
-        if target == b"/healthz" and method in (b"GET", b"HEAD"):
-            self._reply(conn, 200, master.status())
-        elif target == b"/routes" and method == b"GET":
-            self._reply(conn, 200, {"routes": routes_table(master)})
-        elif target == b"/upstreams" and method == b"GET":
-            self._reply(conn, 200, {"upstreams": upstreams_table(master)})
-        elif target == b"/ratelimits" and method == b"GET":
-            self._reply(conn, 200, ratelimits_table(master))
-        elif target == b"/reload" and method == b"POST":
-            master.request_reload()
-            self._reply(conn, 202, {"reload": "requested", "generation": master.status()["generation"]})
-        elif target in (b"/healthz", b"/routes", b"/upstreams", b"/ratelimits", b"/reload"):
-            self._reply(conn, 405, {"error": "method not allowed"})
-        else:
-            self._reply(conn, 404, {"error": "not found"})
+        if path == b"/healthz":
+            self._reply(conn, 200, master.status(), head_only=head_only)
+        elif path == b"/routes":
+            self._reply(conn, 200, {"routes": routes_table(master)}, head_only=head_only)
+        elif path == b"/upstreams":
+            self._reply(conn, 200, {"upstreams": upstreams_table(master)}, head_only=head_only)
+        elif path == b"/ratelimits":
+            self._reply(conn, 200, ratelimits_table(master), head_only=head_only)
+        elif path == b"/config":
+            self._reply(conn, 200, config_view(master), head_only=head_only)
+        elif path == b"/reload":
+            request = master.request_reload()
+            self._reply(conn, 202, {"reload": "requested", "request": request,
+                                    "generation": master.status()["generation"]})
 
-    def _reply(self, conn: socket.socket, status: int, payload: object) -> None:
+    def _reply(
+        self, conn: _Conn, status: int, payload: object, *, extra: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        head_only: bool = False,
+    ) -> None:
         body = orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n"
-        head = (
-            f"HTTP/1.1 {status} {'OK' if status < 300 else 'Error'}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-        ).encode()
+        lines = [
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            "Cache-Control: no-store",
+            "Connection: close",
+            *(f"{name}: {value}" for name, value in extra),
+        ]
+        conn.outbuf = ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head_only else body)
+        conn.inbuf = bytearray()
+        self._write(conn.sock, selectors.EVENT_WRITE)
+
+    def _write(self, sock: Any, mask: int) -> None:
+        conn = self.conns.get(sock)
+        if conn is None:
+            return
         try:
-            conn.setblocking(True)
-            conn.settimeout(1.0)
-            conn.sendall(head + body)
+            sent = sock.send(conn.outbuf)
+        except BlockingIOError:
+            sent = 0
         except OSError:
-            pass
-        self._drop(conn)
+            self._drop(sock)
+            return
+        conn.outbuf = conn.outbuf[sent:]
+        if not conn.outbuf:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self._drop(sock)
+        elif not conn.writing:
+            conn.writing = True
+            self.sel.modify(sock, selectors.EVENT_WRITE, self._write)
 
 
 def routes_table(master: Master) -> list[dict[str, object]]:
@@ -148,11 +258,7 @@ def ratelimits_table(master: Master) -> dict[str, object]:
             "enforce": limit.enforce,
         }
         if limit.scope == "cluster" and limit.redis is not None:
-            scheme, _, rest = limit.redis.partition("://")
-            authority, slash, path = rest.partition("/")
-            if "@" in authority:
-                authority = "***@" + authority.rpartition("@")[2]
-            view |= {"redis": f"{scheme}://{authority}{slash}{path}", "on_redis_error": limit.on_redis_error,
+            view |= {"redis": redact_url(limit.redis), "on_redis_error": limit.on_redis_error,
                      "redis_timeout": limit.redis_timeout}
         view["counters"] = counters.get(name)
         limits[name] = view
@@ -182,3 +288,47 @@ def upstreams_table(master: Master) -> dict[str, object]:
             "retries": dataclasses.asdict(up.retries),
         }
     return table
+
+
+SECRET_FIELDS = frozenset({"token", "secret", "client_secret", "password"})
+"""Config fields whose values `GET /config` never shows."""
+REDACTED = "***"
+
+
+def redact_url(url: str) -> str:
+    """`scheme://***@host/...`: the URL without its user and password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = f"{REDACTED}@{authority.rpartition('@')[2]}"
+    return f"{scheme}://{authority}{slash}{path}"
+
+
+def config_view(master: Master) -> dict[str, Any]:
+    """The serving configuration as JSON (defaults filled in, durations in seconds, sizes in
+    bytes), with secrets replaced by `***` and passwords cut out of URLs."""
+    view = _jsonable(master.config)
+    assert isinstance(view, dict)
+    return {"generation": master.status()["generation"], "config": view}
+
+
+def _jsonable(value: Any, key: str = "") -> Any:
+    if key in SECRET_FIELDS and value is not None:
+        return REDACTED
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if isinstance(value, Address):
+            return str(value)
+        return {f.name: _jsonable(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, (dict, MappingProxyType)):
+        return {str(k): _jsonable(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (tuple, list, frozenset, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+        return str(value)
+    if isinstance(value, str) and "://" in value and "@" in value:
+        return redact_url(value)
+    return value

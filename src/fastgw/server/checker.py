@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastgw.log import process_log
+from fastgw.server.procinfo import set_title
 from fastgw.upstream.health import run_checker
 from fastgw.upstream.shared import UpstreamShared
 
@@ -54,6 +55,7 @@ class HealthCheckers:
         pid = os.fork()
         if pid == 0:
             try:
+                set_title(f"fastgw: checker (generation {checker.generation})")
                 self._close_fds({self._lifeline})
             finally:
                 run_checker(checker.shared, self._lifeline)

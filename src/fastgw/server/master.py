@@ -8,6 +8,7 @@ starts its own event loop.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import selectors
 import signal
@@ -22,7 +23,9 @@ from fastgw.log import log_exception, process_log
 from fastgw.ratelimit import SharedBuckets, shared_buckets
 from fastgw.server.admin import AdminServer
 from fastgw.server.checker import HealthCheckers
-from fastgw.server.sockets import make_listener
+from fastgw.server.place import place
+from fastgw.server.procinfo import MASTER_TITLE, is_fastgw_master, set_title
+from fastgw.server.sockets import make_listener, probe
 from fastgw.server.worker import WORKER_BOOT_ERROR, run_worker
 from fastgw.upstream.shared import UpstreamShared
 
@@ -33,6 +36,8 @@ HEARTBEAT_TIMEOUT = 30.0
 MAX_BACKOFF = 5.0
 OLD_ACCEPT_TIMEOUT = 5.0
 """Seconds the announcement of a reloaded generation waits for old workers to stop accepting."""
+_RELOAD_REQUEST = -1
+"""In the signal queue: a reload requested through the admin API (already counted)."""
 
 
 @dataclass(eq=False)
@@ -60,6 +65,14 @@ class Generation:
     promoted: float = 0.0
     shared: UpstreamShared | None = None
     """Upstream state shared by the generation's workers and its health checker."""
+    covers: int = 0
+    """The reload requests (numbered from 1) this generation answers: all those made before the
+    configuration file was read for it."""
+
+
+class StartError(Exception):
+    """Something in the configuration that cannot be put in place: the message says what and
+    where (`FILE:LINE: key.path: ...`)."""
 
 
 class Master:
@@ -80,6 +93,10 @@ class Master:
         self.respawn_at: dict[int, float] = {}
         self.admin: AdminServer | None = None
         self.pidfile = config.pidfile
+        self.reload_requests = 0
+        """Reload requests so far (HUP, `POST /reload`); each reload outcome answers a prefix."""
+        self.last_reload: dict[str, object] | None = None
+        self._listening: list[str] = []
         self._wake_r, self._wake_w = os.pipe()
         self._life_r, self._life_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -89,22 +106,26 @@ class Master:
     # ---- public entry point -------------------------------------------------------------------
 
     def run(self) -> int:
+        self._set_title("starting")
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
             signal.signal(sig, self._on_signal)
         signal.set_wakeup_fd(self._wake_w)
         self.sel.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeups)
         try:
+            self._check_pidfile()
+            self._check_access_log(self.config)
             self._ensure_sockets(self.config)
-        except OSError as exc:
-            process_log(f"cannot listen: {exc}")
+            if self.config.admin is not None:
+                try:
+                    self.admin = AdminServer(self.config.admin, self.sel, self)
+                except OSError as exc:
+                    raise StartError(f"{place(self.config_path, ('admin', 'address'))}: {exc}") from None
+            self._write_pidfile()
+        except StartError as exc:
+            process_log(str(exc))
+            self._cleanup()
             return 1
-        if self.config.admin is not None:
-            try:
-                self.admin = AdminServer(self.config.admin, self.sel, self)
-            except OSError as exc:
-                process_log(f"cannot listen on admin address {self.config.admin}: {exc}")
-                return 1
-        self._write_pidfile()
+        self._log_listening(self.config)
         self.current = self._start_generation(1, self.config)
         try:
             while not self._finished():
@@ -114,8 +135,11 @@ class Master:
         process_log(f"master {os.getpid()} stopped")
         return self.exit_code
 
-    def request_reload(self) -> None:
-        self.signals.append(signal.SIGHUP)
+    def request_reload(self) -> int:
+        """A reload request from the admin API; returns its number (see `last_reload`)."""
+        self.reload_requests += 1
+        self.signals.append(_RELOAD_REQUEST)
+        return self.reload_requests
 
     # ---- loop ---------------------------------------------------------------------------------
 
@@ -133,6 +157,8 @@ class Master:
         self._handle_signals()
         self._reap()
         self._supervise()
+        if self.admin is not None:
+            self.admin.sweep(time.monotonic())
 
     def _finished(self) -> bool:
         return self.stopping is not None and not self.workers
@@ -153,6 +179,9 @@ class Master:
             if sig == signal.SIGCHLD:
                 continue
             if sig == signal.SIGHUP:
+                self.reload_requests += 1
+                self._reload()
+            elif sig == _RELOAD_REQUEST:
                 self._reload()
             elif sig in (signal.SIGTERM, signal.SIGINT):
                 self._stop(quick=False)
@@ -166,11 +195,50 @@ class Master:
 
     def _ensure_sockets(self, config: Config) -> None:
         """One reuseport socket per worker slot per address. Sockets are only ever added while
-        running: closing one would drop the connections queued in it."""
-        for listener in config.listen:
-            socks = self.sockets.setdefault(listener.address, [])
-            while len(socks) < config.workers:
-                socks.append(make_listener(listener.address))
+        running: closing one would drop the connections queued in it. An address is first probed
+        (see `sockets.probe`) so that one another process listens on is refused, not shared. On
+        failure the sockets of addresses new in `config` are closed again, and StartError says
+        which `listen` entry failed and why."""
+        added: list[Address] = []
+        try:
+            for index, listener in enumerate(config.listen):
+                address = listener.address
+                try:
+                    if address not in self.sockets:
+                        probe(address)
+                        self.sockets[address] = []
+                        added.append(address)
+                    socks = self.sockets[address]
+                    while len(socks) < config.workers:
+                        socks.append(make_listener(address))
+                except OSError as exc:
+                    raise StartError(f"{place(self.config_path, ('listen', index, 'address'))}: {exc}") from None
+        except StartError:
+            for address in added:
+                for sock in self.sockets.pop(address, []):
+                    sock.close()
+            raise
+
+    def _check_access_log(self, config: Config) -> None:
+        """The access log file can be opened (workers open it after the fork, where a failure
+        would only be a worker that cannot start)."""
+        path = config.access_log.path
+        if path is None or path in ("stdout", "stderr"):
+            return
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+        except OSError as exc:
+            where = place(self.config_path, ("access_log", "path"))
+            raise StartError(f"{where}: cannot open {path} for writing: {exc.strerror}") from None
+
+    def _log_listening(self, config: Config) -> None:
+        """Says where the gateway listens, at start and after a reload that changed it."""
+        listening = [str(listener.address) for listener in config.listen]
+        if listening == self._listening:
+            return
+        self._listening = listening
+        admin = f"admin API on {self.admin.address}" if self.admin is not None else "no admin API"
+        process_log(f"listening on {', '.join(listening)} ({admin})")
 
     def _slot_sockets(self, config: Config, slot: int) -> list[tuple[socket.socket, Address]]:
         n = config.workers
@@ -184,6 +252,7 @@ class Master:
     def _start_generation(self, number: int, config: Config) -> Generation:
         previous = self.current.shared if self.current is not None else None
         gen = Generation(number, config, shared=UpstreamShared(config, config.workers, number, previous))
+        gen.covers = self.reload_requests
         assert gen.shared is not None
         self.checkers.start(number, gen.shared)
         gen.buckets = shared_buckets(config, self.current.buckets if self.current is not None else None)
@@ -274,8 +343,7 @@ class Master:
         if proc.stopping or self.stopping is not None:
             return
         if self.pending is not None and proc.generation == self.pending.number:
-            process_log(f"reload failed: new worker {proc.pid} exited ({how}) before listening")
-            self._abandon_pending()
+            self._abandon_pending(f"new worker {proc.pid} exited ({how}) before listening")
             return
         if self.current is None or proc.generation != self.current.number:
             return
@@ -307,14 +375,20 @@ class Master:
                 self._spawn(cur, slot)
         if not cur.announced and self._generation_serves_alone(cur, now):
             cur.announced = True
+            if cur.number > 1:
+                self._reload_done(cur, None)
+            else:
+                self._write_status()
             self._announce(cur)
+            if self.reload_queued:
+                self.reload_queued = False
+                self._reload()
         pending = self.pending
         if pending is not None:
             if all(w.ready for w in pending.workers.values()) and len(pending.workers) == pending.config.workers:
                 self._promote(pending)
             elif any(now - w.started > BOOT_TIMEOUT for w in pending.workers.values() if not w.ready):
-                process_log("reload failed: new workers did not start listening in time")
-                self._abandon_pending()
+                self._abandon_pending("new workers did not start listening in time")
         for w in self.workers.values():
             if w.ready and not w.stopping and now - w.last_seen > HEARTBEAT_TIMEOUT:
                 process_log(f"worker {w.pid} sent no heartbeat for {HEARTBEAT_TIMEOUT:.0f}s; killing it")
@@ -333,36 +407,66 @@ class Master:
         )
 
     def _announce(self, gen: Generation) -> None:
+        """The ready line, printed once what it announces can be observed (title, status)."""
+        self._set_title(f"generation {gen.number}")
+        self._log_listening(gen.config)
         pids = ",".join(str(p) for p in sorted(gen.workers))
         process_log(f"master {os.getpid()} ready: generation {gen.number}, workers {pids}")
 
     # ---- reload and stop ----------------------------------------------------------------------
 
     def _reload(self) -> None:
+        """One reload attempt, answering every request made so far; while another attempt is
+        under way (or the serving generation is not announced yet) it waits for its outcome."""
+        cur = self.current
+        assert cur is not None
+        covers = self.reload_requests
         if self.stopping is not None:
+            self._reload_failed(covers, "the gateway is stopping")
             return
-        if self.pending is not None:
+        if self.pending is not None or not cur.announced:
             self.reload_queued = True
+            self._write_status()
             return
         try:
             config = load(self.config_path)
         except ConfigError as exc:
-            process_log(
-                "reload failed: the new configuration is invalid; still serving the old one\n"
-                + "\n".join(f"fastgw:   {line}" for line in exc.problems)
-            )
+            self._reload_failed(covers, "the new configuration is invalid; still serving the old one", exc.problems)
             return
         except Exception as exc:
             log_exception("reload", exc)
+            self._reload_failed(covers, f"internal error: {exc!r}")
             return
         try:
+            self._check_access_log(config)
             self._ensure_sockets(config)
-        except OSError as exc:
-            process_log(f"reload failed: cannot listen: {exc}; still serving the old configuration")
+        except StartError as exc:
+            self._reload_failed(covers, f"{exc}; still serving the old configuration")
             return
-        cur = self.current
-        assert cur is not None
         self.pending = self._start_generation(cur.number + 1, config)
+        self._write_status()
+
+    def _reload_failed(self, covers: int, error: str, details: list[str] | tuple[str, ...] = ()) -> None:
+        process_log(f"reload failed: {error}")
+        for line in details:
+            process_log(f"  {line}")
+        cur = self.current
+        self._record_reload(covers, cur.number if cur is not None else 0, "\n".join([error, *details]))
+
+    def _reload_done(self, gen: Generation, error: str | None) -> None:
+        self._record_reload(gen.covers, gen.number, error)
+
+    def _record_reload(self, covers: int, generation: int, error: str | None) -> None:
+        """The outcome of the reload requests up to number `covers`: `fastgw reload` and
+        `GET /healthz` read it (`last_reload`)."""
+        self.last_reload = {
+            "request": covers,
+            "result": "ok" if error is None else "failed",
+            "generation": generation,
+            "error": error,
+            "at": round(time.time(), 3),
+        }
+        self._write_status()
 
     def _promote(self, new: Generation) -> None:
         old = self.current
@@ -381,9 +485,6 @@ class Master:
                 w.stopping = True
                 self._kill(w.pid, signal.SIGTERM)
         self._retire_sockets()
-        if self.reload_queued:
-            self.reload_queued = False
-            self._reload()
 
     def _retire_sockets(self) -> None:
         """Sockets of addresses the new configuration no longer listens on."""
@@ -393,7 +494,7 @@ class Master:
                 for sock in self.sockets.pop(address):
                     sock.close()
 
-    def _abandon_pending(self) -> None:
+    def _abandon_pending(self, why: str) -> None:
         pending = self.pending
         self.pending = None
         if pending is None:
@@ -402,7 +503,11 @@ class Master:
             w.stopping = True
             self._kill(w.pid, signal.SIGKILL)
         self.checkers.retire(pending.number)
-        self.reload_queued = False
+        self._retire_sockets()
+        self._reload_failed(pending.covers, f"{why}; still serving the old configuration")
+        if self.reload_queued:
+            self.reload_queued = False
+            self._reload()
 
     def _stop(self, quick: bool) -> None:
         if self.stopping is not None and not quick:
@@ -413,6 +518,9 @@ class Master:
         if self.admin is not None:
             self.admin.close()
             self.admin = None
+        if self.pending is not None or self.reload_queued:
+            self.reload_queued = False
+            self._reload_failed(self.reload_requests, "the gateway is stopping")
         sig = signal.SIGQUIT if quick else signal.SIGTERM
         for w in self.workers.values():
             w.stopping = True
@@ -430,12 +538,71 @@ class Master:
 
     # ---- pidfile and cleanup ------------------------------------------------------------------
 
+    def _check_pidfile(self) -> None:
+        """Refuses to start while the pidfile names a running master: the second one would take
+        the pidfile over and the first would run on unreachable by `fastgw stop`. A pidfile naming
+        a dead process, or one that is not a fastgw master, is stale and replaced."""
+        if not self.pidfile:
+            return
+        try:
+            with open(self.pidfile) as f:
+                pid = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return
+        if pid != os.getpid() and is_fastgw_master(pid):
+            where = place(self.config_path, ("pidfile",))
+            raise StartError(
+                f"{where}: {self.pidfile} names fastgw master {pid}, which is running: not starting a second "
+                f"instance (stop it with `fastgw stop --pidfile {self.pidfile}`, or give this one another pidfile)"
+            )
+
     def _write_pidfile(self) -> None:
-        if self.pidfile:
-            tmp = f"{self.pidfile}.{os.getpid()}.tmp"
+        if not self.pidfile:
+            return
+        tmp = f"{self.pidfile}.{os.getpid()}.tmp"
+        try:
             with open(tmp, "w") as f:
                 f.write(f"{os.getpid()}\n")
             os.replace(tmp, self.pidfile)
+        except OSError as exc:
+            self.pidfile = None
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            where = place(self.config_path, ("pidfile",))
+            raise StartError(f"{where}: cannot write {exc.filename or tmp}: {exc.strerror}") from None
+        self._write_status()
+
+    @property
+    def status_path(self) -> str | None:
+        """The reload status file beside the pidfile (read by `fastgw reload`)."""
+        return f"{self.pidfile}.status" if self.pidfile else None
+
+    def _write_status(self) -> None:
+        """`PIDFILE.status`: this master's generation and its reload requests and last outcome,
+        replaced atomically, so that `fastgw reload` can wait for the outcome of its request."""
+        path = self.status_path
+        if path is None:
+            return
+        cur = self.current
+        state = {
+            "pid": os.getpid(),
+            "generation": cur.number if cur is not None else 0,
+            "reload_requests": self.reload_requests,
+            "last_reload": self.last_reload,
+        }
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(state, f)
+                f.write("\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            process_log(f"cannot write the status file {path}: {exc.strerror}")
+
+    def _set_title(self, state: str) -> None:
+        set_title(f"{MASTER_TITLE} ({state}) -c {os.path.abspath(self.config_path)}")
 
     def _cleanup(self) -> None:
         if self.pidfile:
@@ -443,6 +610,8 @@ class Master:
                 with open(self.pidfile) as f:
                     if f.read().strip() == str(os.getpid()):
                         os.unlink(self.pidfile)
+                        if self.status_path is not None:
+                            os.unlink(self.status_path)
             except OSError:
                 pass
         for socks in self.sockets.values():
@@ -462,5 +631,7 @@ class Master:
             "pid": os.getpid(),
             "generation": cur.number if cur else 0,
             "workers": sorted(p for p, w in (cur.workers.items() if cur else ()) if w.ready),
-            "reloading": self.pending is not None,
+            "reloading": self.pending is not None or self.reload_queued,
+            "reload_requests": self.reload_requests,
+            "last_reload": self.last_reload,
         }

@@ -20,6 +20,7 @@ from fastgw.http.protocol import ClientProtocol
 from fastgw.log import log_exception, process_log
 from fastgw.ratelimit import SharedBuckets
 from fastgw.runtime import ListenerInfo, Runtime
+from fastgw.server.procinfo import set_title
 from fastgw.server.sockets import BACKLOG
 from fastgw.upstream.shared import UpstreamShared
 
@@ -44,6 +45,7 @@ def run_worker(
     the rate-limit table the master set up before forking, common to every worker."""
     code = WORKER_BOOT_ERROR
     try:
+        set_title(f"fastgw: worker {slot} (generation {generation})")
         code = _Worker(config, generation, sockets, status_fd, lifeline_fd, shared, slot, buckets).run()
     except BaseException as exc:
         log_exception(f"worker {os.getpid()}", exc)
