@@ -10,7 +10,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from fastgw._core import RequestIds, monotonic
-from fastgw.config.model import Address, Config
+from fastgw.config.model import Config, Listener
 from fastgw.http.replies import Replies
 from fastgw.log import AccessLogWriter, log_exception
 from fastgw.ratelimit import SharedBuckets, attach_rate_limits
@@ -25,11 +25,12 @@ TICK = 0.1
 class ListenerInfo:
     """What a request needs from the listener it came in on, rendered once."""
 
-    __slots__ = ("address", "forwarded_lines")
+    __slots__ = ("address", "forwarded_lines", "underscores_in_headers")
 
-    def __init__(self, address: Address) -> None:
-        self.address = address
+    def __init__(self, listener: Listener) -> None:
+        self.address = address = listener.address
         self.forwarded_lines = b"x-forwarded-proto: http\r\nx-forwarded-port: %d\r\n" % address.port
+        self.underscores_in_headers = listener.underscores_in_headers
 
 
 class Runtime:

@@ -57,6 +57,9 @@ class _Stats:
     health_probes: int = 0
     app: int = 0
     app_posts: int = 0
+    paths: dict[str, int] = field(default_factory=dict)
+    """Request heads received per path under `/count/`: a test that must prove a request never
+    reached the backend sends it to a path of its own there."""
 
 
 @dataclass
@@ -131,6 +134,9 @@ class _Connection:
         )
         if not req.path.startswith("/stats"):
             self.server.stats.requests += 1
+        if req.path.startswith("/count/"):
+            paths = self.server.stats.paths
+            paths[req.path] = paths.get(req.path, 0) + 1
 
     def on_body(self, body: bytes) -> None:
         assert self.current is not None
@@ -352,6 +358,12 @@ async def _early_hints(conn: _Connection, req: _Request, args: list[str]) -> Non
     await conn.send(200, [], json.dumps({"early_hints": True}).encode())
 
 
+async def _unasked_continue(conn: _Connection, req: _Request, args: list[str]) -> None:
+    """`100 Continue` whether or not the client asked for it, then the response."""
+    conn.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await conn.send(200, [], json.dumps({"unasked_continue": True}).encode())
+
+
 async def _switch_protocols(conn: _Connection, req: _Request, args: list[str]) -> None:
     conn.writer.write(
         b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: fastgw-test\r\n\r\n"
@@ -408,6 +420,7 @@ async def _stats(conn: _Connection, req: _Request, args: list[str]) -> None:
         "health_probes": s.health_probes,
         "app": s.app,
         "app_posts": s.app_posts,
+        "paths": s.paths,
     }
     await conn.send(200, [], json.dumps(body).encode())
 
@@ -478,6 +491,8 @@ _ROUTES: dict[str, Handler] = {
     "garbage": _garbage,
     "bad-length": _bad_length,
     "early-hints": _early_hints,
+    "unasked-continue": _unasked_continue,
+    "count": _echo,
     "switch-protocols": _switch_protocols,
     "extra-bytes": _extra_bytes,
     "headers": _headers,

@@ -334,9 +334,11 @@ def raw_request(
     responses: int | None = None,
     head_request: bool = False,
     host: str = LOOPBACK,
+    shutdown: bool = False,
 ) -> RawResponse:
     """Send `data` on a new connection and read until the server closes it or `timeout`
-    elapses, or, with `responses=N`, until N final responses have arrived."""
+    elapses, or, with `responses=N`, until N final responses have arrived. With `shutdown`, the
+    client half-closes (SHUT_WR) after sending."""
     start = time.monotonic()
     deadline = start + timeout
     reader = ResponseReader()
@@ -347,6 +349,8 @@ def raw_request(
     with socket.create_connection((host, port), timeout=timeout) as sock:
         try:
             sock.sendall(data)
+            if shutdown:
+                sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server may answer and close before reading all of it; read what it sent
         while not closed and (responses is None or len(got) < responses):

@@ -76,12 +76,17 @@ class Backend:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         """Counters since start: `requests` (heads received, excluding /stats), `completed`
         (requests received in full), `connections`, `parse_errors`, `health_probes` (requests to
-        /healthz), `app` and `app_posts` (requests and POST requests to /app)."""
-        stats: dict[str, int] = http_get(self.port, "/stats").json()
+        /healthz), `app` and `app_posts` (requests and POST requests to /app), and `paths`
+        (request heads per path under /count/)."""
+        stats: dict[str, Any] = http_get(self.port, "/stats").json()
         return stats
+
+    def count(self, path: str) -> int:
+        """Request heads received for `path` (a path under /count/)."""
+        return int(self.stats()["paths"].get(path, 0))
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.proc.poll() is None:

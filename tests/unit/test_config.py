@@ -616,6 +616,14 @@ def test_listen_items_are_mappings(tmp_path: Path) -> None:
     )
 
 
+def test_underscores_in_headers_is_off_unless_asked(tmp_path: Path) -> None:
+    assert load(write(tmp_path, MINIMAL)).listen[0].underscores_in_headers is False
+    text = MINIMAL.replace('{address: "127.0.0.1:8080"}', '{address: "127.0.0.1:8080", underscores_in_headers: true}')
+    assert load(write(tmp_path, text)).listen[0].underscores_in_headers is True
+    bad = MINIMAL.replace('{address: "127.0.0.1:8080"}', '{address: "127.0.0.1:8080", underscores_in_headers: 1}')
+    assert only_problem(tmp_path, bad).startswith("2: listen[0].underscores_in_headers: ")
+
+
 def test_listen_must_not_be_empty(tmp_path: Path) -> None:
     assert only_problem(tmp_path, "listen: []\n") == "1: listen: must not be empty"
 

@@ -91,6 +91,7 @@ cdef class Request:
     cdef bint body_streamed
     cdef bint finished
     cdef bint in_flight              # pool.begin() called, end not reported yet
+    cdef bint continued              # the gateway sent `100 Continue` itself
 
     cpdef bytes header(self, bytes lname)
 
@@ -153,6 +154,8 @@ cdef class ClientCore:
     cdef int paused
     cdef int served
     cdef public bint closing
+    cdef bint halted                 # answered locally and closing: parse nothing more
+    cdef bint underscores            # the listener forwards header names with `_`
     cdef bint trusted
 
     cdef _start(self, Request req)
@@ -178,3 +181,4 @@ cdef class ClientCore:
     cdef _pause(self, int reason)
     cdef _resume(self, int reason)
     cdef _log(self, Request req)
+    cdef _close(self, bint abort)

@@ -8,7 +8,7 @@
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from libc.string cimport memcpy
+from libc.string cimport memchr, memcpy
 
 from collections import deque as _deque
 from http import HTTPStatus as _HTTPStatus
@@ -199,7 +199,11 @@ cdef tuple _check_te(list values):
     cdef bytes value, part, coding
     for value in values:
         for part in value.split(b","):
-            codings.append(part.strip().lower())
+            part = part.strip()
+            if part:
+                # RFC 9110 §5.6.1: empty list elements are ignored (llhttp frames `,chunked` as
+                # chunked too, so both sides agree on where the body ends).
+                codings.append(part.lower())
     if codings.count(b"chunked") > 1 or (b"chunked" in codings and codings[len(codings) - 1] != b"chunked"):
         return 400, "chunked must be the last transfer coding, once"
     for coding in codings:
@@ -239,8 +243,41 @@ DRAIN_FIRST_REQUEST = 1.0
 """Seconds a connection accepted just before a drain gets to send its first request."""
 
 
+cdef inline bint _is_hex(char c) noexcept:
+    return (b"0" <= c <= b"9") or (b"a" <= c <= b"f") or (b"A" <= c <= b"F")
+
+
+cdef bint _valid_reg_name(bytes name):
+    """A host name as DNS and every backend framework read one: dot-separated labels, none empty
+    (one trailing dot allowed), `%` only as a complete escape. RFC 3986's reg-name admits `..`
+    and empty labels, which no backend resolves the same way, so they are refused."""
+    cdef const char* p = PyBytes_AS_STRING(name)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(name), i = 0, label = 0
+    if n == 0:
+        return False
+    if p[n - 1] == b".":
+        n -= 1
+        if n == 0:
+            return False
+    while i < n:
+        if p[i] == b".":
+            if label == 0:
+                return False
+            label = 0
+        elif p[i] == b"%":
+            if i + 2 >= n or not (_is_hex(p[i + 1]) and _is_hex(p[i + 2])):
+                return False
+            i += 2
+            label += 3
+        else:
+            label += 1
+        i += 1
+    return label > 0
+
+
 cpdef bint valid_host(bytes host):
-    """RFC 9110 §7.2 / RFC 3986 §3.2.2: uri-host [":" port]; no userinfo, spaces or controls."""
+    """RFC 9110 §7.2 / RFC 3986 §3.2.2: uri-host [":" port], where the host is a reg-name of
+    non-empty labels or an IP-literal; no userinfo, spaces or controls."""
     cdef bytes rest, name
     cdef Py_ssize_t end, colon
     if not host or host.translate(None, _HOST_CHARS):
@@ -254,15 +291,27 @@ cpdef bint valid_host(bytes host):
         if not name or name.translate(None, b"0123456789abcdefABCDEF:."):
             return False
     else:
-        colon = host.find(b":")
-        if colon < 0:
-            return host.find(b"[") < 0 and host.find(b"]") < 0
-        rest = host[colon:]
         if host.find(b"[") >= 0 or host.find(b"]") >= 0:
             return False
+        colon = host.find(b":")
+        if colon < 0:
+            return _valid_reg_name(host)
+        if not _valid_reg_name(host[:colon]):
+            return False
+        rest = host[colon:]
     if not rest:
         return True
     return rest[:1] == b":" and len(rest) <= 6 and not rest[1:].translate(None, _DIGITS)
+
+
+cdef bint _versionless_line(bytes data, bytes url):
+    """Whether `data` ends with a request line `METHOD url` and no HTTP version."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    if n == 0 or data[n - 1] != 10:
+        return False
+    cdef Py_ssize_t start = data.rfind(b"\n", 0, n - 1) + 1
+    cdef bytes line = data[start:n - 1].rstrip(b"\r")
+    return line.endswith(b" " + url) and b" HTTP/" not in line
 
 
 class Reject(Exception):
@@ -271,6 +320,11 @@ class Reject(Exception):
     def __init__(self, status, message=None):
         self.status = status
         self.message = message
+
+
+class Halt(Exception):
+    """Raised inside parser callbacks once the connection is closing after a local answer: it
+    stops llhttp, so no byte after that answer is parsed as a request (or forwarded)."""
 
 
 # ---- the compiled route plan ------------------------------------------------------------------
@@ -512,6 +566,7 @@ cdef class ClientCore:
         self.max_url = rt.max_url
         self.max_body = rt.max_body
         self.fwd_lines = listener.forwarded_lines
+        self.underscores = listener.underscores_in_headers
         self.peer = b""
         self.last_active = _now()
 
@@ -532,6 +587,8 @@ cdef class ClientCore:
             self.closing = True
 
     def data_received(self, bytes data):
+        if self.halted:
+            return
         self.last_active = _now()
         cdef Request req = self.req
         if req is not None and not req.head_done:
@@ -540,6 +597,8 @@ cdef class ClientCore:
             self.parser.feed_data(data)
         except _ParserCallbackError as exc:
             cause = exc.__context__
+            if isinstance(cause, Halt):
+                return
             if isinstance(cause, Reject):
                 self.reject(cause.status, cause.message)
             else:
@@ -564,8 +623,13 @@ cdef class ClientCore:
             self.reject(400, f"malformed request: {exc}")
             return
         req = self.req
-        if req is not None and not req.head_done and req.raw_head > self.max_head:
-            self.reject(431)
+        if req is not None and not req.head_done:
+            if req.raw_head > self.max_head:
+                self.reject(431)
+            elif req.nheaders == 0 and req.url and _versionless_line(data, req.url):
+                # A request line without a version (HTTP/0.9): llhttp waits for more, but the
+                # client waits for an answer, which is given now rather than at the header timeout.
+                self.reject(400, "request line without an HTTP version")
 
     def connection_lost(self, exc):
         self.closing = True
@@ -585,6 +649,18 @@ cdef class ClientCore:
         self.active = None
         self.queue = None
 
+    def eof_received(self):
+        """The client shut down its sending side. A request received in full (and those
+        pipelined behind it) is still answered, then the connection closes; anything cut short
+        ends here (returning False lets the transport close)."""
+        cdef Request req = self.req
+        if (req is not None and not req.body_done) or self.halted:
+            return False
+        if self.active is None and not self.queue:
+            return False
+        self.closing = True
+        return True
+
     def pause_writing(self):
         cdef UpstreamCore up = self.up
         if up is not None and up.transport is not None:
@@ -598,6 +674,8 @@ cdef class ClientCore:
     # httptools callbacks
 
     def on_message_begin(self):
+        if self.halted:
+            raise Halt()
         cdef Request req = Request.__new__(Request)
         req.t0 = _now()
         req.start = req.t0
@@ -615,11 +693,19 @@ cdef class ClientCore:
         req.head_size += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4
         if req.nheaders > self.max_headers or req.head_size > self.max_head:
             raise Reject(431)
-        req.hpairs.append(name)
-        req.hpairs.append(value)
         cdef int hid = _header_id(name)
         if hid == H_OTHER:
+            if memchr(PyBytes_AS_STRING(name), b"_", PyBytes_GET_SIZE(name)) != NULL \
+                    and (not self.underscores or _header_id(name.replace(b"_", b"-")) != H_OTHER):
+                # CGI, WSGI and PHP read `_` as `-`: such a name could pose as a framing or
+                # gateway-owned header. Dropped (nginx: underscores_in_headers off), and even
+                # when a listener allows them, never one that folds into a name we own.
+                return
+            req.hpairs.append(name)
+            req.hpairs.append(value)
             return
+        req.hpairs.append(name)
+        req.hpairs.append(value)
         if hid == H_HOST:
             req.host = value
             req.host_count += 1
@@ -649,6 +735,8 @@ cdef class ClientCore:
         parser = self.parser
         req.head_done = True
         version = parser.get_http_version()
+        if version == "0.9":
+            raise Reject(400, "request line without an HTTP version")
         req.ver = 11 if version == "1.1" else (10 if version == "1.0" else 0)
         req.method = parser.get_method()
         req.keep_alive = parser.should_keep_alive()
@@ -657,6 +745,8 @@ cdef class ClientCore:
             req.body_done = True
         if self.active is None and self.deferred is None:
             self._start(req)
+            if self.halted:
+                raise Halt()
         else:
             if self.queue is None:
                 self.queue = _deque()
@@ -905,6 +995,7 @@ cdef class ClientCore:
         cdef list parts
         if req.expect is not None and not req.body_done and body is None and req.ver == 11:
             self.transport.write(_CONTINUE)
+            req.continued = True
         if body is None:
             transport.write(req.head)
         elif req.chunked:
@@ -935,7 +1026,9 @@ cdef class ClientCore:
             if status == 101:
                 self.upstream_failed(conn, 502, "upstream switched protocols unrequested", "protocol_error")
                 return
-            if status != 100 and req.ver == 11:
+            # 1xx go to HTTP/1.1 clients (RFC 9110 §15.2), a 100 the client did not ask for
+            # included; a 100 the gateway already sent itself is not sent twice.
+            if req.ver == 11 and not (status == 100 and req.continued):
                 _addb(&self.out, self._response_head(req, status, hpairs, True))
             return
         group = (<Plan>req.plan).group
@@ -1082,7 +1175,7 @@ cdef class ClientCore:
         if req.body_done:
             self._after_response(req)
         elif req.resp_close:
-            self.transport.close()
+            self._close(False)
 
     cdef _end_attempt(self, Request req, int status, str kind):
         if req.in_flight:
@@ -1140,7 +1233,7 @@ cdef class ClientCore:
         """The exchange is over in both directions: next request, or close."""
         self.active = None
         if req.resp_close or self.closing or self.transport.is_closing():
-            self.transport.close()
+            self._close(False)
             return
         queue = self.queue
         if queue:
@@ -1176,7 +1269,7 @@ cdef class ClientCore:
         self._log(req)
         if close:
             self.active = None
-            self.transport.close()
+            self._close(False)
         elif req.body_done:
             self._after_response(req)
 
@@ -1225,7 +1318,7 @@ cdef class ClientCore:
             req.status = 502
         self._log(req)
         self.active = None
-        self.transport.abort()
+        self._close(True)
 
     cdef _expire(self, Request req, str message):
         """The request's total timeout passed before a response started: no further attempt."""
@@ -1271,6 +1364,15 @@ cdef class ClientCore:
         req.finished = True
         self.alog.record(self.peer, req)
 
+    cdef _close(self, bint abort):
+        """Closes (or resets) the client connection; from here on nothing more it sent is parsed,
+        even what is left of the read being parsed now (`Halt`)."""
+        self.halted = True
+        if abort:
+            self.transport.abort()
+        else:
+            self.transport.close()
+
     # timeouts and draining (called by the worker's sweeper)
 
     def sweep(self, double now):
@@ -1304,7 +1406,7 @@ cdef class ClientCore:
         if now - self.last_active > rt.idle_timeout or (
             rt.draining and (self.served or now - rt.drain_started > DRAIN_FIRST_REQUEST)
         ):
-            self.transport.close()
+            self._close(False)
 
     def drain(self):
         """Stop after the current exchange. An idle keep-alive connection closes now; one that
@@ -1312,4 +1414,4 @@ cdef class ClientCore:
         worker stopped accepting) gets DRAIN_FIRST_REQUEST seconds to send it."""
         self.closing = True
         if self.active is None and self.req is None and self.served:
-            self.transport.close()
+            self._close(False)

@@ -28,7 +28,11 @@ class Address:
 
 @dataclass(frozen=True, slots=True)
 class Listener:
+    """`underscores_in_headers`: forward request header names containing `_` (dropped by
+    default, since CGI-style backends read them as `-`)."""
+
     address: Address
+    underscores_in_headers: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +89,8 @@ class HealthCheck:
 
 @dataclass(frozen=True, slots=True)
 class Outlier:
-    """Passive health, per worker: `max_ejected` is a fraction of the upstream's targets."""
+    """Passive health, per worker: `max_ejected` is a fraction of the upstream's targets. The
+    defaults are what an upstream without an `outlier` key gets (DESIGN §8)."""
 
     consecutive_failures: int = 5
     eject_for: float = 30.0
@@ -118,7 +123,8 @@ class Upstream:
     hash_key: HashKey | None = None
     """Set exactly when `balance` is `hash`."""
     health: HealthCheck | None = None
-    outlier: Outlier = field(default_factory=Outlier)
+    outlier: Outlier | None = field(default_factory=Outlier)
+    """None with `outlier: off`: no target is ever ejected for failing."""
     retries: Retries = field(default_factory=Retries)
 
 

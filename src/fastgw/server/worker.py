@@ -84,8 +84,9 @@ class _Worker:
         asyncio.set_event_loop(loop)
         self.loop = loop
         self.rt = rt = Runtime(self.config, loop, self.generation, self.shared, self.slot, self.buckets)
+        listeners = {listener.address: listener for listener in self.config.listen}
         for sock, address in self.sockets:
-            info = ListenerInfo(address)
+            info = ListenerInfo(listeners[address])
             server = loop.run_until_complete(
                 loop.create_server(lambda info=info: ClientProtocol(rt, info), sock=sock, backlog=BACKLOG)
             )

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..model import Address, Listener
 from ..report import Context, Report, section, sequence
-from ..validators import validate_address
+from ..validators import validate_address, validate_bool
 from ..yamlsrc import Path, format_path
 
 __all__ = ["validate_admin", "validate_listen"]
@@ -23,7 +23,10 @@ def validate_listen(report: Report, path: Path, value: Any, context: Context) ->
         if isinstance(item, str):
             report.error(item_path, f'expected a mapping, got string (write {{address: "{item}"}})')
             continue
-        present = section(report, item_path, item, ("address",), required=("address",), unsupported=LISTEN_UNSUPPORTED)
+        present = section(
+            report, item_path, item, ("address", "underscores_in_headers"), required=("address",),
+            unsupported=LISTEN_UNSUPPORTED,
+        )
         if present is None or "address" not in present:
             continue
         address = report.check((*item_path, "address"), present["address"], validate_address, None)
@@ -34,7 +37,10 @@ def validate_listen(report: Report, path: Path, value: Any, context: Context) ->
             if clash:
                 report.error((*item_path, "address"), f"{clash} {format_path(other_path)} ({other.address})")
                 break
-        listeners.append((item_path, Listener(address)))
+        underscores = report.check(
+            (*item_path, "underscores_in_headers"), present.get("underscores_in_headers", False), validate_bool, False
+        )
+        listeners.append((item_path, Listener(address, underscores)))
     return tuple(listener for _, listener in listeners)
 
 

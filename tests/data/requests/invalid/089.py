@@ -1,0 +1,2 @@
+description = 'Host with an invalid percent escape'
+expect = {'status': 400, 'closed': True, 'upstream_requests': 0}
