@@ -264,6 +264,20 @@ def test_5xx_target_is_ejected_within_the_threshold_and_returns(
         assert took < 1.5 + 1.0
 
 
+def test_outlier_off_never_ejects(backends: dict[str, Backend], tmp_path: Path) -> None:
+    """Issue 9, item 9: with `outlier: off` a target answering 503 keeps its share, far beyond
+    the 5 failures in a row that eject it by default (the user's own health logic decides)."""
+    a, b = backends["a"], backends["b"]
+    control(a, "app", "status-503")
+    with Gateway(config([addr(a), addr(b)], outlier="off"), tmp_path) as gw:
+        before = app_counts(backends)
+        with Conn(gw.port) as conn:  # one connection: one worker
+            statuses = Counter(conn.request("GET", "/app").status for _ in range(40))
+        got = delta(before, app_counts(backends))
+    # Weighted round robin over two: every other request, all 20 of them, went to the 503 target.
+    assert statuses == {503: 20, 200: 20} and got["a"] == 20 and got["b"] == 20, (statuses, got)
+
+
 def test_resetting_target_get_is_retried_elsewhere(backends: dict[str, Backend], tmp_path: Path) -> None:
     a, b = backends["a"], backends["b"]
     control(a, "app", "reset")

@@ -16,9 +16,10 @@ class FakeClock:
         self.now = now
 
 
-def make(n: int, clock: FakeClock, **outlier: object) -> TargetGroup:
+def make(n: int, clock: FakeClock, off: bool = False, **outlier: object) -> TargetGroup:
+    """A group of `n` targets with `outlier` (the default when empty), or none when `off`."""
     targets = tuple(Target(Address("10.0.0.1", 9000 + i)) for i in range(n))
-    upstream = Upstream("u", targets, outlier=Outlier(**outlier))  # type: ignore[arg-type]
+    upstream = Upstream("u", targets, outlier=None if off else Outlier(**outlier))  # type: ignore[arg-type]
     pools = [TargetState(1, clock) for _ in targets]
     return TargetGroup(upstream, pools, [str(t.address) for t in targets], clock)
 
@@ -155,6 +156,22 @@ def test_when_an_ejected_target_returns_another_can_be_ejected() -> None:
     advance(g, clock, 5.0)
     fail(b, 1)
     assert not b.usable and a.usable
+
+
+def test_outlier_off_never_ejects() -> None:
+    """Issue 9, item 9 (`outlier: off`): failures are still counted and shown, but no target is
+    ever taken out, however many fail and for however long."""
+    clock = FakeClock()
+    g = make(3, clock, off=True)
+    assert g.outlier is None
+    for t in g.pools:
+        fail(t, 10_000, "connect_error")
+        t.begin()
+        t.on_success(503, 0.001)
+    advance(g, clock, 3600.0)
+    assert all(t.usable and not t.ejected_until and t.ejected_total == 0 for t in g.pools)
+    assert [t.failed for t in g.pools] == [10_001] * 3
+    assert {g.pick(None, None, None) for _ in range(30)} == set(g.pools)
 
 
 def test_traffic_moves_away_from_an_ejected_target_and_back() -> None:

@@ -99,6 +99,18 @@ def test_retries_on_is_a_key_not_a_boolean(tmp_path: Path) -> None:
     assert retries.on == ("reset",)
 
 
+@pytest.mark.parametrize("written", ["off", "Off", "false", "'off'"])
+def test_outlier_may_be_switched_off(tmp_path: Path, written: str) -> None:
+    """Issue 9, item 9: for users who run their own health logic; a bare `off` is YAML 1.1's
+    false, and both mean no outlier detection (as Envoy without an outlier_detection block)."""
+    assert upstream_with(tmp_path, f"outlier: {written}\n").outlier is None  # type: ignore[attr-defined]
+
+
+def test_outlier_written_empty_is_the_default(tmp_path: Path) -> None:
+    assert upstream_with(tmp_path, "outlier: {}\n").outlier == Outlier()  # type: ignore[attr-defined]
+    assert Outlier() == Outlier(consecutive_failures=5, eject_for=30.0, max_ejected=0.5)
+
+
 def test_retries_may_be_switched_off(tmp_path: Path) -> None:
     assert upstream_with(tmp_path, "retries: {on: []}\n").retries.on == ()  # type: ignore[attr-defined]
     assert upstream_with(tmp_path, "retries: {attempts: 1}\n").retries.attempts == 1  # type: ignore[attr-defined]
@@ -142,6 +154,12 @@ def test_retries_may_be_switched_off(tmp_path: Path) -> None:
          "6: upstreams.app.health.tiemout: unknown key 'tiemout' (did you mean 'timeout'?)"),
         ("outlier: {consecutive_failures: 0}\n",
          "6: upstreams.app.outlier.consecutive_failures: must be from 1 to 1000, got 0"),
+        ("outlier: on\n", "6: upstreams.app.outlier: expected a mapping or off, got true"),
+        ("outlier: disabled\n", "6: upstreams.app.outlier: expected a mapping or off, got string 'disabled'"),
+        ("outlier: of\n",
+         "6: upstreams.app.outlier: expected a mapping or off, got string 'of' (did you mean 'off'?)"),
+        ("outlier: null\n", "6: upstreams.app.outlier: expected a mapping or off, got null"),
+        ("outlier: [off]\n", "6: upstreams.app.outlier: expected a mapping or off, got list"),
         ("outlier: {eject_for: -1s}\n",
          "6: upstreams.app.outlier.eject_for: expected a duration such as 250ms, 2s, 1m or 1h (or a number of "
          "seconds), got '-1s'"),

@@ -42,7 +42,8 @@ class TargetGroup:
         self.pools = list(pools)
         for index, pool in enumerate(self.pools):
             pool.index = index
-        self.outlier = OutlierDetector(upstream.outlier, self.pools, clock)
+        self.outlier = OutlierDetector(upstream.outlier, self.pools, clock) if upstream.outlier is not None else None
+        """None with `outlier: off`: failures are counted, nothing is ejected."""
         for pool in self.pools:
             pool.outlier = self.outlier
         self.retry = RetryPolicy(upstream.retries, clock)
@@ -63,9 +64,9 @@ class TargetGroup:
         here, so within a tick (0.1 s) of the checker's verdict."""
         view = self.view
         states = view.states if view is not None else None
-        restore = self.outlier.restore
+        outlier = self.outlier
         for pool in self.pools:
-            usable = not restore(pool, now)
+            usable = outlier is None or not outlier.restore(pool, now)
             if states is not None and states[view.health_index[pool.index]] == UNHEALTHY:  # type: ignore[union-attr]
                 usable = False
             pool.usable = usable

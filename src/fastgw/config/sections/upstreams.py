@@ -122,7 +122,16 @@ def validate_health(report: Report, path: Path, value: Any) -> HealthCheck | Non
     return HealthCheck(**kwargs)
 
 
-def validate_outlier(report: Report, path: Path, value: Any) -> Outlier:
+def validate_outlier(report: Report, path: Path, value: Any) -> Outlier | None:
+    """`outlier`: a mapping (missing keys take the defaults, 5 consecutive failures ejecting for
+    30 s, at most 50% of the targets), or `off` for no outlier detection at all, for users who
+    run their own health logic. A bare `off` is YAML 1.1's false: both mean off."""
+    if value is False or value == "off":
+        return None
+    if not isinstance(value, dict):
+        hint = suggest(value, ("off",)) if isinstance(value, str) else ""
+        report.error(path, f"expected a mapping or off, got {shown(value)}{hint}")
+        return Outlier()
     validators: dict[str, Callable[[Any], Any]] = {
         "consecutive_failures": int_between(1, 1000),
         "eject_for": validate_positive_duration,
