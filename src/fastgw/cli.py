@@ -60,7 +60,7 @@ def _master_pid(pidfile: str) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     try:
-        config = load(args.config)
+        config = load(args.config, host_checks=True)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

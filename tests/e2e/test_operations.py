@@ -4,6 +4,7 @@ basics and the admin API's manners."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -232,24 +233,45 @@ def test_a_stale_pidfile_naming_another_process_is_not_signalled(
 # ---- defect 3: run-time errors with a place ---------------------------------------------------
 
 
-def test_pidfile_in_a_missing_directory_is_a_placed_error(backend: Backend, tmp_path: Path) -> None:
+def test_pidfile_in_a_missing_directory_is_refused_by_check_and_run(backend: Backend, tmp_path: Path) -> None:
     config = gateway_config(backend.port, pidfile=str(tmp_path / "nowhere" / "fastgw.pid"),
                             listen=[{"address": f"127.0.0.1:{free_port()}"}])
     path = write_config(tmp_path / "gateway.yaml", config)
-    out = fastgw("run", "-c", str(path))
-    assert out.returncode in (1, 2), out.stderr
-    assert f"{path}:{line_of(path, 'pidfile:')}: pidfile: " in out.stderr
-    assert "Traceback" not in out.stderr
+    expected = f"{path}:{line_of(path, 'pidfile:')}: pidfile: directory {tmp_path}/nowhere does not exist"
+    for command in ("check", "run"):
+        out = fastgw(command, "-c", str(path))
+        assert out.returncode == 2, out.stderr
+        assert expected in out.stderr and "Traceback" not in out.stderr
 
 
-def test_access_log_in_a_missing_directory_is_a_placed_error(backend: Backend, tmp_path: Path) -> None:
+def test_access_log_in_a_missing_directory_is_refused_by_check_and_run(backend: Backend, tmp_path: Path) -> None:
     config = gateway_config(backend.port, access_log={"path": str(tmp_path / "nowhere" / "access.log")},
                             listen=[{"address": f"127.0.0.1:{free_port()}"}])
     path = write_config(tmp_path / "gateway.yaml", config)
-    out = fastgw("run", "-c", str(path))
-    assert out.returncode in (1, 2), out.stderr
-    assert f"{path}:{line_of(path, '  path:')}: access_log.path: " in out.stderr
+    expected = f"{path}:{line_of(path, '  path:')}: access_log.path: directory {tmp_path}/nowhere does not exist"
+    for command in ("check", "run"):
+        out = fastgw(command, "-c", str(path))
+        assert out.returncode == 2, out.stderr
+        assert expected in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_pidfile_the_master_cannot_write_is_a_placed_error(backend: Backend, tmp_path: Path) -> None:
+    """What slips past the checks (here the pidfile given on the command line) is still
+    reported with the config's place, never as a traceback."""
+    config = gateway_config(backend.port, listen=[{"address": f"127.0.0.1:{free_port()}"}])
+    path = write_config(tmp_path / "gateway.yaml", config)
+    out = fastgw("run", "-c", str(path), "--pidfile", str(tmp_path / "nowhere" / "fastgw.pid"))
+    assert out.returncode == 1, out.stderr
+    assert f"{path}:1: pidfile: cannot write {tmp_path}/nowhere/fastgw.pid: No such file or directory" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_listen_host_that_does_not_resolve_is_refused_by_check(backend: Backend, tmp_path: Path) -> None:
+    config = gateway_config(backend.port, listen=[{"address": "no-such-host.invalid:8080"}])
+    path = write_config(tmp_path / "gateway.yaml", config)
+    out = fastgw("check", "-c", str(path))
+    assert out.returncode == 2
+    assert f"{path}:{line_of(path, 'no-such-host')}: listen[0].address: cannot resolve host " in out.stderr
 
 
 # ---- defects 4 and 5: what the gateway says about itself --------------------------------------
@@ -349,3 +371,60 @@ def test_admin_answers_a_slow_reader_in_full(backend: Backend, tmp_path: Path) -
         head, _, body = data.partition(b"\r\n\r\n")
         length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
         assert len(body) == length > 30_000
+
+
+TOKEN = "test-admin-token-0123456789"
+
+
+def test_admin_token_is_required_on_every_endpoint(backend: Backend, tmp_path: Path) -> None:
+    with Gateway(gateway_config(backend.port), tmp_path) as g:
+        g.config["admin"]["token"] = TOKEN
+        g.write_config()
+        # The admin listener started without a token; a reload brings the new one in at once.
+        assert g.reload() == 2
+        for method, path in (("GET", "/healthz"), ("GET", "/config"), ("POST", "/reload"), ("GET", "/nothing")):
+            head = admin_request(g.admin_port, method, path).partition(b"\r\n\r\n")[0]
+            assert head.startswith(b"HTTP/1.1 401 Unauthorized\r\n"), (path, head)
+            assert b'\r\nWWW-Authenticate: Bearer realm="fastgw admin"' in head
+        wrong = admin_request(g.admin_port, "GET", "/healthz", "Authorization: Bearer wrong-token-0123456789\r\n")
+        assert wrong.startswith(b"HTTP/1.1 401 ")
+        ok = admin_request(g.admin_port, "GET", "/healthz", f"Authorization: Bearer {TOKEN}\r\n")
+        assert ok.startswith(b"HTTP/1.1 200 OK\r\n") and b'"generation": 2' in ok
+        ok = admin_request(g.admin_port, "GET", "/healthz", f"authorization: bearer {TOKEN}\r\n")
+        assert ok.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_admin_off_loopback_without_a_token_never_starts(backend: Backend, tmp_path: Path) -> None:
+    port = free_port()
+    config = gateway_config(backend.port, listen=[{"address": f"127.0.0.1:{free_port()}"}],
+                            admin={"address": f"0.0.0.0:{port}"})
+    path = write_config(tmp_path / "gateway.yaml", config)
+    out = fastgw("run", "-c", str(path))
+    assert out.returncode == 2
+    assert f"{path}:{line_of(path, f'0.0.0.0:{port}')}: admin.address: 0.0.0.0:{port} is not a loopback address, " \
+        "so the admin API needs a token" in out.stderr
+
+
+def test_config_endpoint_shows_the_effective_config_without_secrets(backend: Backend, tmp_path: Path) -> None:
+    token_file = tmp_path / "admin.token"
+    token_file.write_text(TOKEN + "\n")
+    config = gateway_config(
+        backend.port,
+        rate_limits={"shared": {"rate": "100/s", "scope": "cluster", "redis": "redis://app:s3cret@127.0.0.1:1/0"}},
+    )
+    with Gateway(config, tmp_path) as g:
+        g.config["admin"]["token_file"] = str(token_file)
+        g.write_config()
+        assert g.reload() == 2
+        raw = admin_request(g.admin_port, "GET", "/config", f"Authorization: Bearer {TOKEN}\r\n")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"s3cret" not in body and TOKEN.encode() not in body
+        view = json.loads(body)
+        assert view["generation"] == 2
+        effective = view["config"]
+        assert effective["admin"] == {"address": f"127.0.0.1:{g.admin_port}", "token": "***"}
+        assert effective["listen"][0]["address"] == f"127.0.0.1:{g.port}"
+        assert effective["rate_limits"]["shared"]["redis"] == "redis://***@127.0.0.1:1/0"
+        assert effective["upstreams"]["backend"]["targets"] == [{"address": f"127.0.0.1:{backend.port}", "weight": 1}]
+        assert effective["grace_period"] == 5.0 and effective["limits"]["max_body"] == 1024 * 1024

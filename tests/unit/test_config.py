@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from fastgw.config import (
     AccessLog,
     Address,
+    Admin,
     Config,
     ConfigError,
     ErrorBody,
@@ -109,7 +110,7 @@ def test_full_config_loads_to_the_model(tmp_path: Path) -> None:
     assert config.pidfile == str(tmp_path / "run" / "fastgw.pid")
     assert config.listen == (Listener(Address("0.0.0.0", 8080)), Listener(Address("::1", 8081)))
     assert str(config.listen[1].address) == "[::1]:8081"
-    assert config.admin == Address("127.0.0.1", 9901)
+    assert config.admin == Admin(Address("127.0.0.1", 9901))
     assert config.limits == Limits(
         max_head=32 * 1024, max_headers=100, max_body=10 * 1024 * 1024, header_timeout=10.0, idle_timeout=60.0
     )
@@ -867,6 +868,7 @@ def test_recursive_alias_is_refused(tmp_path: Path) -> None:
 
 
 def test_check_prints_the_route_table_and_config_ok(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()  # for the pidfile: check verifies the directory
     out, err = io.StringIO(), io.StringIO()
     assert check_main(write(tmp_path, FULL), out=out, err=err) == 0
     assert err.getvalue() == ""
@@ -982,3 +984,96 @@ def test_any_value_anywhere_loads_or_raises_config_error(
         assert exc.problems
         for line in exc.problems:
             assert re.fullmatch(rf"{re.escape(str(path))}:\d+: .+?: .+", line), line
+
+
+def test_check_verifies_what_the_file_asks_of_this_host(tmp_path: Path) -> None:
+    """Directories that are missing, a log path that is a directory, listen hosts that do not
+    resolve or are not this host's: problems for `check` (and `run`), with their lines; `load`
+    alone (as `fastgw reload` uses it, possibly as another user) does not look."""
+    (tmp_path / "logs").mkdir()
+    text = textwrap.dedent(f"""\
+        pidfile: {tmp_path}/nowhere/fastgw.pid
+        listen:
+          - {{address: "no-such-host.invalid:8080"}}
+          - {{address: "192.0.2.1:8080"}}
+          - {{address: "127.0.0.1:8080"}}
+        admin: {{address: "127.0.0.1:9901"}}
+        access_log: {{path: logs}}
+        """)
+    path = write(tmp_path, text)
+    load(path)  # valid as a file
+    out, err = io.StringIO(), io.StringIO()
+    assert check_main(path, out=out, err=err) == 2
+    found = [line[len(path) + 1:] for line in err.getvalue().splitlines()]
+    assert found[0] == f"1: pidfile: directory {tmp_path}/nowhere does not exist (for the pidfile, " \
+        f"{tmp_path}/nowhere/fastgw.pid)"
+    assert found[1].startswith("3: listen[0].address: cannot resolve host 'no-such-host.invalid': ")
+    assert found[2:] == [
+        "4: listen[1].address: 192.0.2.1 is not an address of this host",
+        f"7: access_log.path: {tmp_path}/logs is a directory, not a file",
+    ]
+    with pytest.raises(ConfigError) as info:
+        load(path, host_checks=True)
+    assert [line[len(path) + 1:] for line in info.value.problems] == found
+
+
+def test_check_accepts_files_it_can_write(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    text = MINIMAL + "pidfile: run/fastgw.pid\naccess_log: {path: access.log}\nadmin: {address: 'localhost:9901'}\n"
+    assert check_main(write(tmp_path, text), out=io.StringIO(), err=io.StringIO()) == 0
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        ("http://127.0.0.1:9001", "an address is HOST:PORT, not a URL: write '127.0.0.1:9001'"),
+        ("http://backend.internal/api", "an address is HOST:PORT, not a URL: write 'backend.internal:80'"),
+        ("https://api.example.com", "an address is HOST:PORT, not a URL: write 'api.example.com:443' "
+                                    "(TLS is not supported yet by this version)"),
+        ("http://[::1]:9001/", "an address is HOST:PORT, not a URL: write '[::1]:9001'"),
+    ],
+)
+def test_a_url_where_an_address_belongs_gets_the_address_to_write(tmp_path: Path, written: str, message: str) -> None:
+    found = only_problem(tmp_path, MINIMAL.replace("127.0.0.1:9001", written))
+    assert found == f"4: upstreams.app.targets[0]: {message}"
+    text = MINIMAL.replace('"127.0.0.1:8080"', f'"{written}"')
+    assert only_problem(tmp_path, text) == f"2: listen[0].address: {message}"
+
+
+# ---------------------------------------------------------------------------------------------
+# admin
+
+
+def test_admin_token_and_token_file(tmp_path: Path) -> None:
+    token = "s3cret-token-0123456789"
+    config = load(write(tmp_path, MINIMAL + f"admin: {{address: '127.0.0.1:9901', token: {token}}}\n"))
+    assert config.admin == Admin(Address("127.0.0.1", 9901), token)
+    assert token not in repr(config.admin)
+    (tmp_path / "admin.token").write_text(token + "\n")
+    config = load(write(tmp_path, MINIMAL + "admin: {address: '[::]:9901', token_file: admin.token}\n"))
+    assert config.admin == Admin(Address("::", 9901), token)
+
+
+@pytest.mark.parametrize(
+    ("admin", "message"),
+    [
+        ("{address: '0.0.0.0:9901'}", "admin.address: 0.0.0.0:9901 is not a loopback address, so the admin API "
+         "needs a token (token or token_file): it reloads the gateway and shows its configuration"),
+        ("{address: 'admin.example.com:9901'}", "admin.address: admin.example.com:9901 is not a loopback address"),
+        ("{address: '127.0.0.1:9901', token: short}", "admin.token: a token needs at least 16 characters, got 5"),
+        ("{address: '127.0.0.1:9901', token: 'with space 0123456789'}",
+         "admin.token: a token is visible ASCII characters without spaces"),
+        ("{address: '127.0.0.1:9901', token: 12345678901234567890}", "admin.token: expected a string, got integer"),
+        ("{address: '127.0.0.1:9901', token: aaaaaaaaaaaaaaaaaaaa, token_file: t}",
+         "admin.token_file: give either token or token_file, not both"),
+        ("{address: '0.0.0.0:9901', token_file: missing.token}", "admin.token_file: cannot read "),
+    ],
+)
+def test_admin_problems(tmp_path: Path, admin: str, message: str) -> None:
+    found = only_problem(tmp_path, MINIMAL + f"admin: {admin}\n")
+    assert found.startswith(f"8: {message}"), found
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:9901", "127.8.9.10:9901", "[::1]:9901", "localhost:9901"])
+def test_admin_on_loopback_needs_no_token(tmp_path: Path, address: str) -> None:
+    assert load(write(tmp_path, MINIMAL + f"admin: {{address: '{address}'}}\n")).admin is not None

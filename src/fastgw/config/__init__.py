@@ -7,6 +7,7 @@ from .load import load
 from .model import (
     AccessLog,
     Address,
+    Admin,
     Config,
     ErrorBody,
     Errors,
@@ -32,6 +33,7 @@ from .report import ConfigError
 __all__ = [
     "AccessLog",
     "Address",
+    "Admin",
     "Config",
     "ConfigError",
     "ErrorBody",

@@ -17,9 +17,10 @@ _HEADER = ("#", "METHODS", "HOST", "MATCH", "UPSTREAM", "TARGETS")
 
 def check_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Exit status 0 with the route table and `config ok` on `out`, or 2 with one problem line
-    per problem on `err`."""
+    per problem on `err`; the file is checked against this host too (`load(host_checks=True)`),
+    as `run` does."""
     try:
-        config = load(path)
+        config = load(path, host_checks=True)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=err)

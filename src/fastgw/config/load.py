@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from .environment import check_host
 from .model import Config
 from .report import ConfigError, Context, Report, fields, section
 from .sections.access_log import validate_access_log
@@ -49,9 +50,10 @@ TOP_LEVEL = ("workers", "grace_period", "pidfile", *SECTIONS)
 TOP_LEVEL_UNSUPPORTED = ("auth", "cache_size")
 
 
-def load(path: str) -> Config:
+def load(path: str, *, host_checks: bool = False) -> Config:
     """The validated config in the YAML (or JSON) file at `path`; raises ConfigError listing every
-    problem found."""
+    problem found. With `host_checks`, also what the file asks of this host (writable
+    directories, listen hosts that resolve to its addresses: see `environment.py`)."""
     try:
         with open(path, "rb") as file:
             raw = file.read()
@@ -66,10 +68,10 @@ def load(path: str) -> Config:
         # YAML forbids tabs as indentation, JSON allows them anywhere between tokens; JSON strings
         # cannot hold a raw tab, so replacing every tab keeps the content and the line numbers.
         text = text.replace("\t", " ")
-    return load_text(text, path, base_dir=os.path.dirname(os.path.abspath(path)))
+    return load_text(text, path, base_dir=os.path.dirname(os.path.abspath(path)), host_checks=host_checks)
 
 
-def load_text(text: str, filename: str, base_dir: str) -> Config:
+def load_text(text: str, filename: str, base_dir: str, *, host_checks: bool = False) -> Config:
     """`load` for text already read; relative paths in it resolve against `base_dir`."""
     try:
         document = parse(text)
@@ -81,6 +83,8 @@ def load_text(text: str, filename: str, base_dir: str) -> Config:
     for problem in document.problems:
         report.error(problem.path, problem.message, line=problem.line)
     config = validate_config(report, document.data, source=os.path.join(base_dir, os.path.basename(filename)))
+    if host_checks:
+        check_host(report, config)
     report.raise_if_any()
     return config
 

@@ -36,6 +36,16 @@ class Listener:
 
 
 @dataclass(frozen=True, slots=True)
+class Admin:
+    """The admin API's listener. With a `token` (written in the config or read from a file),
+    every request must carry `Authorization: Bearer TOKEN`; an admin listener on an address other
+    than loopback must have one."""
+
+    address: Address
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     max_head: int = 32 * 1024
     max_headers: int = 100
@@ -226,7 +236,7 @@ class Config:
     workers: int
     grace_period: float = 30.0
     listen: tuple[Listener, ...] = ()
-    admin: Address | None = None
+    admin: Admin | None = None
     limits: Limits = field(default_factory=Limits)
     trusted_proxies: tuple[IPNetwork, ...] = ()
     upstreams: Mapping[str, Upstream] = field(default_factory=lambda: MappingProxyType({}))

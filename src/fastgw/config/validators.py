@@ -213,6 +213,8 @@ def validate_address(value: Any) -> Address:
     """`HOST:PORT`, with IPv6 hosts in brackets (`[::1]:8080`)."""
     if not isinstance(value, str):
         raise ValueError(f'expected an address "HOST:PORT", got {shown(value)}')
+    if "://" in value:
+        raise ValueError(_url_advice(value))
     if value.startswith("["):
         host, sep, port = value[1:].partition("]:")
         if not sep or ":" not in host:
@@ -228,6 +230,20 @@ def validate_address(value: Any) -> Address:
     if not is_port(port):
         raise ValueError(f"port must be from 1 to 65535, got {port!r}")
     return Address(validate_host(host), int(port))
+
+
+def _url_advice(url: str) -> str:
+    """What to write instead of a URL where an address is expected."""
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    if authority and not (authority.rpartition(":")[2].isdigit() and not authority.endswith("]")):
+        default = {"http": 80, "https": 443}.get(scheme)
+        authority = f"{authority}:{default}" if default else authority
+    advice = "an address is HOST:PORT, not a URL" + (f": write {authority!r}" if authority else "")
+    if scheme == "https":
+        advice += " (TLS is not supported yet by this version)"
+    return advice
 
 
 def validate_network(value: Any) -> IPNetwork:

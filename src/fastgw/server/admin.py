@@ -66,9 +66,14 @@ class AdminServer:
         self.sock = make_plain_listener(address)
         self.sel = sel
         self.master = master
-        self._token = ("Bearer " + token).encode() if token else None
+        self._token: bytes | None = None
+        self.set_token(token)
         self.conns: dict[socket.socket, _Conn] = {}
         sel.register(self.sock, selectors.EVENT_READ, self._accept)
+
+    def set_token(self, token: str | None) -> None:
+        """The bearer token every request must carry from now on (None: no authentication)."""
+        self._token = token.encode() if token else None
 
     def fds(self) -> set[int]:
         return {self.sock.fileno(), *(c.fileno() for c in self.conns)}
@@ -152,7 +157,8 @@ class AdminServer:
     def _authorized(self, headers: Mapping[bytes, bytes]) -> bool:
         if self._token is None:
             return True
-        return hmac.compare_digest(headers.get(b"authorization", b""), self._token)
+        scheme, _, credentials = headers.get(b"authorization", b"").partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self._token)
 
     def _dispatch(
         self, conn: _Conn, method: bytes, path: bytes, query: bytes, headers: Mapping[bytes, bytes]

@@ -117,7 +117,8 @@ class Master:
             self._ensure_sockets(self.config)
             if self.config.admin is not None:
                 try:
-                    self.admin = AdminServer(self.config.admin, self.sel, self)
+                    admin = self.config.admin
+                    self.admin = AdminServer(admin.address, self.sel, self, token=admin.token)
                 except OSError as exc:
                     raise StartError(f"{place(self.config_path, ('admin', 'address'))}: {exc}") from None
             self._write_pidfile()
@@ -429,7 +430,7 @@ class Master:
             self._write_status()
             return
         try:
-            config = load(self.config_path)
+            config = load(self.config_path, host_checks=True)
         except ConfigError as exc:
             self._reload_failed(covers, "the new configuration is invalid; still serving the old one", exc.problems)
             return
@@ -485,6 +486,18 @@ class Master:
                 w.stopping = True
                 self._kill(w.pid, signal.SIGTERM)
         self._retire_sockets()
+        self._update_admin(new.config)
+
+    def _update_admin(self, config: Config) -> None:
+        """The admin listener stays as it started (its address and presence change at the next
+        start); a new token applies at once."""
+        wanted = config.admin.address if config.admin is not None else None
+        current = self.admin.address if self.admin is not None else None
+        if wanted != current:
+            process_log(f"the admin address changed ({current or 'none'} -> {wanted or 'none'}): it takes effect "
+                        "at the next start")
+        if self.admin is not None and config.admin is not None:
+            self.admin.set_token(config.admin.token)
 
     def _retire_sockets(self) -> None:
         """Sockets of addresses the new configuration no longer listens on."""
@@ -565,13 +578,13 @@ class Master:
                 f.write(f"{os.getpid()}\n")
             os.replace(tmp, self.pidfile)
         except OSError as exc:
-            self.pidfile = None
+            pidfile, self.pidfile = self.pidfile, None
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
             where = place(self.config_path, ("pidfile",))
-            raise StartError(f"{where}: cannot write {exc.filename or tmp}: {exc.strerror}") from None
+            raise StartError(f"{where}: cannot write {pidfile}: {exc.strerror}") from None
         self._write_status()
 
     @property

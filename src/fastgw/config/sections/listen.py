@@ -4,11 +4,12 @@ other's connections."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
-from ..model import Address, Listener
+from ..model import Address, Admin, Listener
 from ..report import Context, Report, section, sequence
-from ..validators import validate_address, validate_bool
+from ..validators import file_path, validate_address, validate_bool, validate_string
 from ..yamlsrc import Path, format_path
 
 __all__ = ["validate_admin", "validate_listen"]
@@ -60,11 +61,23 @@ def _overlap(a: Address, b: Address) -> str | None:
     return None
 
 
-def validate_admin(report: Report, path: Path, value: Any, context: Context) -> Address | None:
-    present = section(report, path, value, ("address",), required=("address",))
+ADMIN_KEYS = ("address", "token", "token_file")
+MIN_TOKEN = 16
+"""Characters an admin token needs at least (a guessable one is no protection)."""
+
+
+def validate_admin(report: Report, path: Path, value: Any, context: Context) -> Admin | None:
+    present = section(report, path, value, ADMIN_KEYS, required=("address",))
     if present is None or "address" not in present:
         return None
     address = report.check((*path, "address"), present["address"], validate_address, None)
+    token = None
+    if "token" in present and "token_file" in present:
+        report.error((*path, "token_file"), "give either token or token_file, not both", at_key=True)
+    elif "token" in present:
+        token = report.check((*path, "token"), present["token"], validate_token, None)
+    elif "token_file" in present:
+        token = report.check((*path, "token_file"), present["token_file"], _token_file(context.base_dir), None)
     if address is None:
         return None
     for index, listener in enumerate(context.validated.get("listen", ())):
@@ -72,4 +85,52 @@ def validate_admin(report: Report, path: Path, value: Any, context: Context) -> 
         if clash:
             report.error((*path, "address"), f"{clash} listen[{index}] ({listener.address})")
             break
-    return address
+    else:
+        if token is None and "token" not in present and "token_file" not in present and not is_loopback(address):
+            report.error(
+                (*path, "address"),
+                f"{address} is not a loopback address, so the admin API needs a token (token or token_file): "
+                "it reloads the gateway and shows its configuration",
+            )
+    return Admin(address, token)
+
+
+def is_loopback(address: Address) -> bool:
+    """127.0.0.0/8, ::1 or `localhost`."""
+    if address.host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_token(value: Any) -> str:
+    """A bearer token as clients send it: visible ASCII without spaces, at least MIN_TOKEN long."""
+    text = validate_string(value)
+    if any(not 0x21 <= ord(c) <= 0x7E for c in text):
+        raise ValueError("a token is visible ASCII characters without spaces")
+    if len(text) < MIN_TOKEN:
+        raise ValueError(f"a token needs at least {MIN_TOKEN} characters, got {len(text)}")
+    return text
+
+
+def _token_file(base_dir: str) -> Callable[[Any], str]:
+    resolve = file_path(base_dir)
+
+    def read_token_file(value: Any) -> str:
+        path = resolve(value)
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            raise ValueError(f"cannot read {path}: {reason}") from None
+        if not text:
+            raise ValueError(f"{path} is empty")
+        try:
+            return validate_token(text)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    return read_token_file
