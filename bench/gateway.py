@@ -1,23 +1,17 @@
-"""fastgw under test: its bench config and its start, following the `fastgw run` contract (the
-master prints `fastgw: master <pid> ready: generation 1, workers <pid>,...` on stderr once every
-worker listens; SIGTERM stops it)."""
+"""fastgw under test: its bench config (the same job as the nginx proxy's) and its start (by
+fastgw.loadtest.gateway)."""
 
 from __future__ import annotations
 
-import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bench.pinning import taskset
-from bench.procs import Server
 from bench.scenarios import Scenario
-
-READY = re.compile(r"fastgw: master (\d+) ready: generation 1, workers ([\d,]+)")
-READY_TIMEOUT_S = 30.0
+from fastgw.loadtest import gateway
+from fastgw.loadtest.procs import Server
 
 
 def version() -> str:
@@ -56,8 +50,4 @@ def config(
 def start(workdir: Path, doc: dict[str, Any], cpus: tuple[int, ...] | None) -> Server:
     path = workdir / "fastgw.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    server = Server(
-        "fastgw", taskset(cpus, [sys.executable, "-m", "fastgw", "run", "-c", str(path)]), workdir / "fastgw.log"
-    )
-    server.wait_line(READY, READY_TIMEOUT_S)
-    return server
+    return gateway.start(path, workdir / "fastgw.log", cpus)

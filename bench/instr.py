@@ -25,8 +25,8 @@ from pathlib import Path
 import yaml
 
 from bench import gateway, nginx
-from bench.procs import Server, free_port, install_cleanup, stop_all, tree_pids
 from bench.scenarios import SCENARIOS, Scenario
+from fastgw.loadtest.procs import Server, free_port, install_cleanup, stop_all, tree_pids
 
 _TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.M)
 

@@ -1,74 +1,71 @@
-"""`python -m bench.locust_run`: a Locust mix through fastgw at a fixed rate, headless and
-bounded, with p50/p95/p99 over time written to CSV and plotted, and an optional p99 threshold
-that makes the exit status non-zero (for CI).
+"""`python -m bench.locust_run`: a Locust mix at a fixed rate, headless and bounded, sent first
+straight to the backend and then through fastgw, in one run, so that the p99 **fastgw adds** is
+measured next to the p99 it serves; p50/p95/p99 over time to CSV and plotted; optional bounds on
+the p99 and on the added p99 make the exit status non-zero (for CI).
 
 It starts the built-in backend (or uses --backend URL) and a fastgw in front of it, or uses an
-already running gateway given by --target URL. Locust runs as a subprocess (it monkey-patches the
-process with gevent), writing its CSVs into the output directory; this module then reads them.
+already running gateway given by --target URL (with --backend, the service that gateway fronts,
+for the direct run). The Locust runs themselves are fastgw.loadtest.locust's.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench import gateway, machine, nginx
-from bench.plot import plot_locust
-from bench.procs import ServerError, free_port, install_cleanup, stop_all
-from bench.run import parse_loopback_url
+from bench.mixes import MIXES
+from fastgw.loadtest import locust, mix, plot
+from fastgw.loadtest.procs import ServerError, free_port, install_cleanup, stop_all
+from fastgw.loadtest.report import write_json
+from fastgw.loadtest.tools import MissingTool
+from fastgw.loadtest.urls import parse_loopback_url
 
-LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
-#: Below this share of the requested rate, Locust (not the gateway) was probably the limit.
-RATE_SHORTFALL = 0.9
-#: Locust flushes its history CSV every 10 s; reading it more often shows nothing new.
-PROGRESS_EVERY_S = 10.0
-HANG_GUARD_S = 60.0
-
-NOTE = (
-    "Locust measured these latencies at a fixed request rate: they include Locust's own overhead "
-    "(Python, gevent; more when its CPU is busy) and are rounded to whole milliseconds (to 10 ms "
-    "above 100 ms), and the p50/p95/p99 over time are over Locust's sliding window of about 10 s. "
-    "Use them to watch tail latency at a realistic load, and `python -m bench` (wrk) for capacity "
-    "and sub-millisecond latency."
-)
+ms = locust.ms
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench.locust_run",
-        description="A Locust mix through fastgw at a fixed rate; p50/p95/p99 over time to CSV and PNG.",
+        description="A Locust mix at a fixed rate, direct to the backend and through fastgw in one run: "
+        "p50/p95/p99 over time to CSV and PNG, and the p99 fastgw adds.",
     )
     p.add_argument("--rate", type=float, default=500.0, help="total requests per second, below capacity (default 500)")
     p.add_argument("-u", "--users", type=int, default=50, help="simulated users sharing the rate (default 50)")
-    p.add_argument("-d", "--duration", type=int, default=60, help="seconds (default 60)")
+    p.add_argument("-d", "--duration", type=int, default=60, help="seconds of each run, direct and fastgw (default 60)")
     p.add_argument(
         "--processes",
         type=int,
         default=None,
         help="Locust worker processes under a master (-1: one per CPU; default: a single process)",
     )
-    p.add_argument("--mix", default="plain", help="request mix from bench/locustfile.py MIXES (default plain)")
     p.add_argument(
-        "--max-p99-ms", type=float, default=None, help="exit with status 1 if the whole run's p99 exceeds this"
+        "--mix", default="plain", choices=sorted(MIXES), help="request mix from bench/mixes.py (default plain)"
     )
+    p.add_argument(
+        "--max-p99-ms", type=float, default=None, help="exit with status 1 if the p99 through fastgw exceeds this"
+    )
+    p.add_argument(
+        "--max-added-p99-ms",
+        type=float,
+        default=None,
+        help="exit with status 1 if fastgw's p99 exceeds the direct run's by more than this (needs the direct run)",
+    )
+    p.add_argument("--no-direct", dest="direct", action="store_false", help="skip the direct run (no added figures)")
     p.add_argument("-w", "--workers", type=int, default=1, help="fastgw workers (default 1)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument(
+    p.add_argument(
         "--backend",
         metavar="URL",
         default=None,
-        help="your own service (loopback) behind the fastgw this starts, instead of the built-in backend",
+        help="your own service (loopback): behind the fastgw this starts, or (with --target) the service "
+        "that gateway fronts; the direct run goes to it",
     )
-    where.add_argument(
+    p.add_argument(
         "--target",
         metavar="URL",
         default=None,
@@ -85,155 +82,97 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None  # Locust writes N/A before the first response
-
-
-def _ms(v: float | None) -> str:
-    return "-" if v is None else f"{v:.0f} ms"
-
-
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """The `Aggregated` rows of Locust's stats history (one per second)."""
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return [
-            {
-                "t": int(row["Timestamp"]),
-                "users": int(row["User Count"]),
-                "rps": _float(row["Requests/s"]),
-                "failures_per_s": _float(row["Failures/s"]),
-                "p50": _float(row["50%"]),
-                "p95": _float(row["95%"]),
-                "p99": _float(row["99%"]),
-                "requests": int(row["Total Request Count"]),
-            }
-            for row in csv.DictReader(f)
-            if row["Name"] == "Aggregated"
-        ]
-
-
-def read_final(path: Path) -> dict[str, dict[str, Any]]:
-    """Whole-run figures per endpoint name (and `Aggregated`) from Locust's stats CSV."""
-    with path.open(newline="") as f:
-        return {
-            row["Name"]: {
-                "requests": int(row["Request Count"]),
-                "failures": int(row["Failure Count"]),
-                "rps": _float(row["Requests/s"]),
-                "p50": _float(row["50%"]),
-                "p95": _float(row["95%"]),
-                "p99": _float(row["99%"]),
-                "max": _float(row["Max Response Time"]),
-            }
-            for row in csv.DictReader(f)
-        }
-
-
-def target_url(url: str) -> str:
+def host_of(url: str, option: str) -> str:
     """Locust's --host: the mix supplies the paths, so the URL's own path is dropped."""
-    host, port, _ = parse_loopback_url(url, "--target")
+    host, port, _ = parse_loopback_url(url, option)
     return f"http://{host}:{port}"
 
 
-def start_gateway(args: argparse.Namespace, tmp: Path) -> str:
-    """The URL Locust sends to: a fastgw we start (before the built-in backend or the user's)."""
+def start_servers(args: argparse.Namespace, tmp: Path) -> dict[str, str]:
+    """The hosts Locust sends to, by target: the backend (direct) and the gateway."""
+    hosts: dict[str, str] = {}
     if args.backend:
         host, port, _ = parse_loopback_url(args.backend, "--backend")
         upstream = f"{host}:{port}"
-    else:
+    elif args.target is None:
         prefix = tmp / "backend"
         prefix.mkdir()
         bport = free_port()
         nginx.start("backend", prefix, nginx.backend_config(prefix, bport, 1), bport, 1, None)
         upstream = f"127.0.0.1:{bport}"
-    port = free_port()
-    workdir = tmp / "fastgw"
-    workdir.mkdir()
-    gateway.start(workdir, gateway.config(port, args.workers, upstream, 64, workdir / "access.log", ()), None)
-    return f"http://127.0.0.1:{port}"
+    else:
+        upstream = None
+    if args.direct and upstream is not None:
+        hosts["direct"] = f"http://{upstream}"
+    if args.target:
+        hosts["fastgw"] = host_of(args.target, "--target")
+    else:
+        assert upstream is not None
+        port = free_port()
+        workdir = tmp / "fastgw"
+        workdir.mkdir()
+        gateway.start(workdir, gateway.config(port, args.workers, upstream, 64, workdir / "access.log", ()), None)
+        hosts["fastgw"] = f"http://127.0.0.1:{port}"
+    return hosts
 
 
-def run_locust(args: argparse.Namespace, host: str, prefix: Path) -> int:
-    argv = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "--only-summary",
-        "-u",
-        str(args.users),
-        "-r",
-        str(args.users),
-        "-t",
-        f"{args.duration}s",
-        "--stop-timeout",
-        "5",
-        "--host",
-        host,
-        "--csv",
-        str(prefix),
-        "--csv-full-history",
-        "--mix",
-        args.mix,
-        "--user-rps",
-        f"{args.rate / args.users:g}",
-    ]
-    if args.processes is not None:
-        argv += ["--processes", str(args.processes)]
-    print(f"locust: {' '.join(argv[1:])}")
-    history = prefix.with_name(prefix.name + "_stats_history.csv")
-    proc = subprocess.Popen(argv)
-    try:
-        next_report = time.monotonic() + PROGRESS_EVERY_S
-        # Locust stops itself after -t; this only guards against a hang at start or stop.
-        deadline = time.monotonic() + args.duration + HANG_GUARD_S
-        while proc.poll() is None:
-            if time.monotonic() > deadline:
-                print(f"locust still running {HANG_GUARD_S:.0f} s after its run time: stopped", file=sys.stderr)
-                return 2
-            time.sleep(0.25)
-            if time.monotonic() < next_report:
-                continue
-            next_report += PROGRESS_EVERY_S
-            rows = read_history(history)
-            if rows and rows[-1]["p50"] is not None:
-                r = rows[-1]
-                print(
-                    f"  t={r['t'] - rows[0]['t']:>4}s  {r['rps'] or 0:>7.0f} req/s  p50 {_ms(r['p50'])}  "
-                    f"p95 {_ms(r['p95'])}  p99 {_ms(r['p99'])}  failures/s {r['failures_per_s'] or 0:.1f}",
-                    flush=True,
-                )
-        return proc.returncode
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+def verdict(
+    outcomes: dict[str, locust.Outcome], max_p99_ms: float | None, max_added_p99_ms: float | None
+) -> tuple[list[str], dict[str, float | None] | None]:
+    """The problems that fail the run, and the added figures (None without a direct run)."""
+    problems = []
+    for target, outcome in outcomes.items():
+        total = outcome.total
+        if total is None:
+            problems.append(f"{target}: Locust wrote no statistics (exit status {outcome.exit_status})")
+        elif total["failures"]:
+            problems.append(
+                f"{target}: {total['failures']} of {total['requests']} requests failed "
+                f"(see {outcome.file('_failures.csv').name})"
+            )
+    gw = outcomes["fastgw"].total
+    if max_p99_ms is not None and gw is not None and (gw["p99"] is None or gw["p99"] > max_p99_ms):
+        problems.append(f"p99 through fastgw {ms(gw['p99'])} exceeds --max-p99-ms {max_p99_ms:g}")
+    add = None
+    if "direct" in outcomes:
+        add = locust.added(gw, outcomes["direct"].total)
+        if max_added_p99_ms is not None and (add["p99"] is None or add["p99"] > max_added_p99_ms):
+            direct_p99 = (outcomes["direct"].total or {}).get("p99")
+            problems.append(
+                f"fastgw adds {_plus(add['p99'])} to the p99 (direct {ms(direct_p99)}, "
+                f"through fastgw {ms((gw or {}).get('p99'))}): more than --max-added-p99-ms {max_added_p99_ms:g}"
+            )
+    return problems, add
+
+
+def _plus(v: float | None) -> str:
+    return "-" if v is None else f"{v:+.0f} ms"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     if args.rate <= 0 or args.users < 1 or args.duration < 1:
-        parser().error("--rate, --users and --duration must be positive")
+        p.error("--rate, --users and --duration must be positive")
+    if args.max_added_p99_ms is not None and (not args.direct or (args.target and not args.backend)):
+        p.error("--max-added-p99-ms needs the direct run: drop --no-direct, and with --target give --backend")
     install_cleanup()
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    prefix = args.out / f"locust-{stamp}"
+    base = args.out / f"locust-{stamp}"
     tmp = Path(tempfile.mkdtemp(prefix="fastgw-locust-"))
+    mix_file = tmp / "mix.json"
+    mix.dump(MIXES[args.mix], mix_file)
+    settings = locust.Settings(args.rate, args.users, args.duration, args.processes)
+    outcomes: dict[str, locust.Outcome] = {}
     try:
-        host = target_url(args.target) if args.target else start_gateway(args, tmp)
-        code = run_locust(args, host, prefix)
-    except (ServerError, ValueError, RuntimeError) as exc:
+        hosts = start_servers(args, tmp)
+        for target, host in hosts.items():
+            print(f"\n== {target}: {host}", flush=True)
+            outcomes[target] = locust.run(host, mix_file, settings, base.with_name(f"{base.name}-{target}"))
+            if outcomes[target].exit_status == 2 and outcomes[target].total is None:
+                break
+    except (ServerError, ValueError, MissingTool) as exc:
         print(f"python -m bench.locust_run: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -242,54 +181,67 @@ def main(argv: list[str] | None = None) -> int:
             print(f"configs and logs kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    stats_csv = prefix.with_name(prefix.name + "_stats.csv")
-    if not stats_csv.exists():
-        print(f"python -m bench.locust_run: Locust wrote no statistics (exit status {code})", file=sys.stderr)
+    if "fastgw" not in outcomes or outcomes["fastgw"].total is None:
+        print("python -m bench.locust_run: Locust wrote no statistics", file=sys.stderr)
         return 2
-    final = read_final(stats_csv)
-    total = final["Aggregated"]
-    history = read_history(prefix.with_name(prefix.name + "_stats_history.csv"))
-    problems = []
-    if total["failures"]:
-        problems.append(f"{total['failures']} of {total['requests']} requests failed (see {prefix.name}_failures.csv)")
-    if args.max_p99_ms is not None and (total["p99"] is None or total["p99"] > args.max_p99_ms):
-        problems.append(f"p99 {_ms(total['p99'])} exceeds --max-p99-ms {args.max_p99_ms:g}")
+    problems, add = verdict(outcomes, args.max_p99_ms, args.max_added_p99_ms)
     warnings = []
-    if total["rps"] is not None and total["rps"] < RATE_SHORTFALL * args.rate:
-        warnings.append(
-            f"Locust sent {total['rps']:.0f} req/s of the {args.rate:g} asked: it (or the gateway) could "
-            "not keep up; add --processes, lower --rate, or check the gateway's capacity with wrk"
+    for target, outcome in outcomes.items():
+        total = outcome.total
+        if total and total["rps"] is not None and total["rps"] < locust.RATE_SHORTFALL * args.rate:
+            warnings.append(
+                f"{target}: Locust sent {total['rps']:.0f} req/s of the {args.rate:g} asked: it (or the server) "
+                "could not keep up; add --processes, lower --rate, or check capacity with wrk"
+            )
+    png = base.with_suffix(".png")
+    if plot.available():
+        plot.timeline(
+            {t: o.history for t, o in outcomes.items()},
+            png,
+            f"Locust mix '{args.mix}': {args.rate:g} req/s asked, {args.users} users, {args.duration} s each; "
+            "p50/p95/p99 over a ~10 s window",
         )
-    png = prefix.with_suffix(".png")
-    plot_locust(
-        history,
-        png,
-        f"Locust mix '{args.mix}' to {host}{'' if args.target else ' (fastgw)'}: "
-        f"{args.rate:g} req/s asked, {args.users} users; p50/p95/p99 over a ~10 s window",
-    )
-    doc = {
+    doc: dict[str, Any] = {
         "kind": "fastgw-bench-locust",
-        "format": 1,
+        "format": 2,
         "command": [Path(sys.executable).name, "-m", "bench.locust_run", *(argv if argv is not None else sys.argv[1:])],
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine.describe(need_fastgw=args.target is None),
         "load_average_end": machine.load_average(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "target": host,
-        "locust_exit_status": code,
-        "final_ms": final,
-        "history_ms": history,
+        "targets": hosts,
+        "runs": {
+            t: {"exit_status": o.exit_status, "final_ms": o.final, "history_ms": o.history, "csv_prefix": str(o.prefix)}
+            for t, o in outcomes.items()
+        },
+        "added_ms": add,
+        "added_ms_per_endpoint": {
+            name: locust.added(outcomes["fastgw"].final.get(name), outcomes["direct"].final.get(name))
+            for name in outcomes["fastgw"].final
+            if name != "Aggregated"
+        }
+        if "direct" in outcomes
+        else None,
         "problems": problems,
         "warnings": warnings,
-        "note": NOTE,
+        "note": locust.NOTE,
     }
-    (prefix.with_suffix(".json")).write_text(json.dumps(doc, indent=1))
-    print(
-        f"\nwhole run ({total['requests']} requests, {total['rps'] or 0:.0f} req/s, {total['failures']} failures): "
-        f"p50 {_ms(total['p50'])}, p95 {_ms(total['p95'])}, p99 {_ms(total['p99'])}, max {_ms(total['max'])}"
-    )
-    print(NOTE)
-    print(f"CSV: {prefix}_stats.csv, {prefix}_stats_history.csv; plot: {png}; summary: {prefix}.json")
+    write_json(base.with_suffix(".json"), doc)
+    print()
+    for target, outcome in outcomes.items():
+        t = outcome.total
+        if t:
+            print(
+                f"{target:<7} whole run ({t['requests']} requests, {t['rps'] or 0:.0f} req/s, "
+                f"{t['failures']} failures): "
+                f"p50 {ms(t['p50'])}, p95 {ms(t['p95'])}, p99 {ms(t['p99'])}, max {ms(t['max'])}"
+            )
+    if add is not None:
+        print(f"fastgw adds: p50 {_plus(add['p50'])}, p95 {_plus(add['p95'])}, p99 {_plus(add['p99'])} (±1 ms)")
+        for name, a in (doc["added_ms_per_endpoint"] or {}).items():
+            print(f"  {name:<20} p99 {_plus(a['p99'])}")
+    print(locust.NOTE)
+    print(f"CSV: {base}-<target>_stats*.csv; plot: {png if png.exists() else '-'}; summary: {base}.json")
     for w in warnings:
         print(f"WARNING: {w}")
     for problem in problems:

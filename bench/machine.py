@@ -1,39 +1,20 @@
-"""What the figures were measured on, recorded with them: figures without the machine, the
-versions and the load on the box at the time cannot be compared with anything."""
+"""The machine block of the harness's reports: fastgw.loadtest.machine's, plus nginx's version and
+the git commit measured (with `+dirty` when the tree has uncommitted changes)."""
 
 from __future__ import annotations
 
-import os
-import platform
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import gateway, nginx, wrk
+from bench import gateway, nginx
+from fastgw.loadtest import machine, wrk
+from fastgw.loadtest.machine import load_average
 
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
-def cpu_model() -> str:
-    for line in _read("/proc/cpuinfo").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def load_average() -> list[float]:
-    return list(os.getloadavg())
+__all__ = ["describe", "git_commit", "load_average"]
 
 
 def git_commit() -> str:
-    """The commit measured, with `+dirty` when the work tree has uncommitted changes."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(
@@ -51,29 +32,9 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def _version(get: Callable[[], str]) -> str | None:
-    """A tool's version, None when it is not installed (a Locust run needs no wrk)."""
-    try:
-        return get()
-    except RuntimeError:
-        return None
-
-
 def describe(need_fastgw: bool = True) -> dict[str, Any]:
-    mem_kib = next(
-        (int(line.split()[1]) for line in _read("/proc/meminfo").splitlines() if line.startswith("MemTotal:")), 0
-    )
-    governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor").strip() or None
     return {
-        "cpu_model": cpu_model(),
-        "cpus_online": os.cpu_count(),
-        "cpus_usable": sorted(os.sched_getaffinity(0)),
-        "memory_gib": round(mem_kib / 2**20, 1),
-        "cpufreq_governor": governor,
-        "kernel": f"{platform.system()} {platform.release()} {platform.version()}",
-        "python": sys.version.split()[0],
-        "nginx": _version(nginx.version),
-        "wrk": _version(wrk.version),
+        **machine.describe({"nginx": nginx.version, "wrk": wrk.version}),
         "fastgw": gateway.version() if need_fastgw else None,
         "git_commit": git_commit(),
     }

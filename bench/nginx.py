@@ -21,9 +21,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.pinning import taskset
-from bench.procs import Server
 from bench.scenarios import JSON_PATH, SMALL_BODY, Scenario, json_body
+from fastgw.loadtest.procs import Server, taskset
 
 _TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 

@@ -17,7 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cpu import tree_pids
+from fastgw.loadtest.cpu import tree_pids
+from fastgw.loadtest.procs import cpu_list, taskset
+
+__all__ = ["Placement", "cpu_list", "plan", "set_tree_affinity", "taskset"]
 
 
 @dataclass(frozen=True)
@@ -33,11 +36,6 @@ class Placement:
     @property
     def pinned(self) -> bool:
         return self.proxy is not None
-
-
-def cpu_list(cpus: Sequence[int]) -> str:
-    """The `taskset -c` spelling."""
-    return ",".join(str(c) for c in cpus)
 
 
 def plan(cpus: Sequence[int], workers: int, pin: bool) -> Placement:
@@ -60,12 +58,6 @@ def plan(cpus: Sequence[int], workers: int, pin: bool) -> Placement:
         len(load),
         f"proxy on CPU {cpu_list(proxy)}; wrk + backend on CPU {cpu_list(load)}",
     )
-
-
-def taskset(cpus: tuple[int, ...] | None, argv: list[str]) -> list[str]:
-    """`argv` run on `cpus`; taskset execs the command, so the pid we get is the program's, and
-    children (nginx and fastgw workers) inherit the affinity."""
-    return argv if cpus is None else ["taskset", "-c", cpu_list(cpus), *argv]
 
 
 def set_tree_affinity(root: int, cpus: tuple[int, ...] | None, proc: Path = Path("/proc")) -> None:

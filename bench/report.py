@@ -1,68 +1,15 @@
-"""Turning runs into the figures we report: medians over repeats, the fastgw/nginx ratios, the
-terminal table and the progress lines. Works on the plain dicts stored in the JSON report, so a
-report can be re-read and re-printed later."""
+"""The terminal table and progress lines of `python -m bench` (fastgw against nginx). The
+figures themselves (medians, the fastgw/nginx ratios) come from fastgw.loadtest.report."""
 
 from __future__ import annotations
 
-import json
-import statistics
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-Run = Mapping[str, Any]
+from fastgw.loadtest.report import Run, ms, summarize, write_json
+from fastgw.loadtest.report import num as _num
 
-
-def _median(values: Iterable[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
-def summarize(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """One row per (scenario, target) in first-seen order: medians over the repeats, the spread
-    of throughput (so a noisy figure shows as noisy), and fastgw's ratio to nginx."""
-    groups: dict[tuple[str, str], list[Run]] = {}
-    for run in runs:
-        groups.setdefault((run["scenario"], run["target"]), []).append(run)
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for (scenario, target), group in groups.items():
-        rps = [r["wrk"]["rps"] for r in group]
-        pcts = group[0]["wrk"]["latency_us"].keys()
-        rows[(scenario, target)] = {
-            "scenario": scenario,
-            "target": target,
-            "repeats": len(group),
-            "rps": _median(rps),
-            "rps_min": min(rps),
-            "rps_max": max(rps),
-            "latency_us": {p: _median(r["wrk"]["latency_us"][p] for r in group) for p in pcts},
-            "proxy_cpu_us_per_request": _median(r["proxy_cpu_us_per_request"] for r in group),
-            "backend_cpu_us_per_request": _median(r["backend_cpu_us_per_request"] for r in group),
-            "errors": sum(sum(r["wrk"]["errors"].values()) for r in group),
-        }
-    for (scenario, target), row in rows.items():
-        ref = rows.get((scenario, "nginx"))
-        if target != "fastgw" or ref is None:
-            continue
-        row["vs_nginx"] = {
-            "rps": _ratio(row["rps"], ref["rps"]),
-            "p50": _ratio(row["latency_us"]["50"], ref["latency_us"]["50"]),
-            "p99": _ratio(row["latency_us"]["99"], ref["latency_us"]["99"]),
-            "cpu": _ratio(row["proxy_cpu_us_per_request"], ref["proxy_cpu_us_per_request"]),
-        }
-    return list(rows.values())
-
-
-def ms(us: float | None) -> str:
-    return "-" if us is None else f"{us / 1000:.2f}ms"
-
-
-def _num(v: float | None, fmt: str) -> str:
-    return "-" if v is None else format(v, fmt)
+__all__ = ["LEGEND", "ms", "progress_line", "summarize", "table", "write_json"]
 
 
 def progress_line(done: int, total: int, elapsed_s: float, run: Run) -> str:
@@ -118,9 +65,3 @@ range of req/s over the repeats, relative to the median. CPU µs/req: user+syste
 proxy's master and workers during the run (/proc/<pid>/stat), divided by the requests wrk completed;
 '-' for direct, where there is no proxy. Ratios: fastgw/nginx on medians (req/s: higher is better;
 latency and CPU: lower is better)."""
-
-
-def write_json(path: Path, doc: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False))
-    tmp.replace(path)

@@ -10,7 +10,6 @@ then compare like with like.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import os
 import shutil
 import sys
@@ -21,13 +20,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from bench import gateway, machine, nginx, pinning, report, wrk
-from bench.cpu import tree_ticks, us_per_request
-from bench.plot import plot
-from bench.procs import Server, ServerError, free_port, install_cleanup, stop_all
+from bench import gateway, machine, nginx, pinning, report
 from bench.scenarios import Scenario, select
+from fastgw.loadtest import plot, wrk
+from fastgw.loadtest.cpu import tree_ticks, us_per_request
+from fastgw.loadtest.procs import Server, ServerError, free_port, install_cleanup, stop_all
+from fastgw.loadtest.tools import BENCH_EXTRA
+from fastgw.loadtest.urls import parse_loopback_url
 
 TARGETS = ("direct", "nginx", "fastgw")
 #: Machine load (1-minute average) above which the run is flagged as not quiet.
@@ -68,27 +68,6 @@ class Backend:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
-
-
-def parse_loopback_url(url: str, option: str) -> tuple[str, int, str]:
-    """A user-given server as (host, port, path); loopback only, so that a benchmark can never be
-    pointed at someone else's machine."""
-    parts = urlsplit(url)
-    if parts.scheme != "http":
-        raise ValueError(f"{option} {url}: only http:// URLs")
-    host = parts.hostname or ""
-    if host == "localhost":
-        host = "127.0.0.1"
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise ValueError(f"{option} {url}: the host must be a loopback address (127.0.0.0/8, ::1, localhost)")
-    if ":" in host:
-        raise ValueError(f"{option} {url}: IPv6 backends are not supported by the bench configs; use 127.0.0.1")
-    path = parts.path or "/"
-    return host, parts.port or 80, path + (f"?{parts.query}" if parts.query else "")
 
 
 def _probe(host: str, port: int, path: str, scenario: Scenario) -> int:
@@ -305,12 +284,24 @@ class Bench:
                     end.server.stop()
         emit("\n" + report.table(case))
 
+    def plot(self) -> None:
+        m = self.doc["machine"]
+        plot.bars(
+            [{**c, "label": f"workers={c['workers']}"} for c in self.doc["cases"]],
+            self.png_path,
+            f"fastgw {m['fastgw'] or ''} vs nginx {m['nginx']} — {m['cpu_model']}, {m['cpus_online']} CPUs, "
+            f"{self.doc['started']}",
+        )
+
     def finish(self, status: str, emit: Callable[[str], None]) -> None:
         self.doc["status"] = status
         self.doc["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         self.doc["load_average"]["end"] = machine.load_average()
         report.write_json(self.json_path, self.doc)
-        plot(self.doc, self.png_path)
+        if plot.available():
+            self.plot()
+        else:
+            emit(f"no plot: matplotlib is not installed ({BENCH_EXTRA})")
         emit(f"\nraw figures: {self.json_path}")
         if self.png_path.exists():
             emit(f"plot:        {self.png_path}")

@@ -1,5 +1,6 @@
 """The benchmark harness's arithmetic, without load: reading wrk's result, CPU accounting from
-/proc, CPU placement and the medians/ratios of the report. A wrong figure here would make every
+/proc (fastgw.loadtest, shared with `fastgw bench`), CPU placement and the medians/ratios of the
+report. A wrong figure here would make every
 benchmark wrong silently, hence these tests."""
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import cpu, pinning, report, wrk
+from bench import pinning
 from bench.scenarios import SCENARIOS, json_body
+from fastgw.loadtest import cpu, report, wrk
 
 WRK_OUTPUT = """\
 Running 5s test @ http://127.0.0.1:40000/small

@@ -1,4 +1,4 @@
-"""Starting and always stopping the servers a benchmark needs (backend, nginx, fastgw).
+"""Starting and always stopping the servers a load test needs (a backend, nginx, fastgw).
 
 Every server runs in its own session (process group) so that stopping it reaches its workers
 too, even if its master dies first. Servers are registered as they start and stopped by
@@ -21,9 +21,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from bench.cpu import tree_pids
+from fastgw.loadtest.cpu import tree_pids
 
 _running: list[Server] = []
+
+
+def cpu_list(cpus: Sequence[int]) -> str:
+    """The `taskset -c` spelling."""
+    return ",".join(str(c) for c in cpus)
+
+
+def taskset(cpus: Sequence[int] | None, argv: list[str]) -> list[str]:
+    """`argv` run on `cpus` (unchanged when None); taskset execs the command, so the pid we get is
+    the program's, and children (nginx and fastgw workers) inherit the affinity."""
+    return argv if cpus is None else ["taskset", "-c", cpu_list(cpus), *argv]
 
 
 def free_port() -> int:
