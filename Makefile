@@ -40,7 +40,7 @@ define apt_install
 endef
 
 sysdeps-test:
-	$(call apt_install,redis-server curl)
+	$(call apt_install,redis-server curl wrk)
 
 sysdeps-bench:
 	$(call apt_install,nginx-light wrk util-linux procps)

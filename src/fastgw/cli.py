@@ -1,8 +1,9 @@
-"""Command line: `fastgw run|check|reload|stop|demo`. Argument handling only; the work lives in
-the config, server and demo modules.
+"""Command line: `fastgw run|check|reload|stop|demo|bench`. Argument handling only; the work lives
+in the config, server, demo and loadtest modules.
 
 Exit statuses: 0 success; 1 the command failed (the gateway could not start, a reload failed, no
-running master to signal, a timeout); 2 the configuration is invalid (or the command line is).
+running master to signal, a timeout); 2 the configuration is invalid (or the command line is);
+`bench` also 3: a tool it needs (wrk, Locust) is missing.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import time
 from fastgw._version import __version__
 from fastgw.config import ConfigError, load
 from fastgw.config.check import check_main
+from fastgw.loadtest.command import add_parser as add_bench_parser
 from fastgw.server.procinfo import command_of, is_fastgw_master, is_running
 
 POLL = 0.05
@@ -240,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend-port", type=_port, default=18081, metavar="PORT",
                    help="the first of the three consecutive ports of the demo backends (default: 18081)")
     p.set_defaults(func=cmd_demo)
+
+    add_bench_parser(sub)  # `fastgw bench`: its options and its work live in fastgw.loadtest.command
     return parser
 
 
