@@ -14,10 +14,31 @@ from fastgw._core import AccessLog as CoreAccessLog
 from fastgw.config.model import AccessLog
 
 
+def _journal_stderr() -> bool:
+    """Whether stderr is systemd's journal, which stamps every line itself: systemd sets
+    JOURNAL_STREAM to the `DEVICE:INODE` of the stream it connected."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return False
+    return stream == f"{st.st_dev}:{st.st_ino}"
+
+
+_STAMP = not _journal_stderr()
+
+
+def timestamp(wall: float) -> str:
+    """`2026-12-05T01:18:52.749Z`: UTC, milliseconds, as in the access log."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + ".%03dZ" % (wall % 1 * 1000)
+
+
 def process_log(message: str) -> None:
-    """The master's and workers' own messages, on stderr, one line each (the format tests and
-    operators rely on: `fastgw: ...`)."""
-    sys.stderr.write(f"fastgw: {message}\n")
+    """The master's, workers' and checker's own messages on stderr, one line each (a message of
+    several lines gives several): `TIMESTAMP fastgw: ...`, the format tests and operators rely on;
+    without the timestamp when stderr is the journal, which has its own."""
+    prefix = f"{timestamp(time.time())} fastgw: " if _STAMP else "fastgw: "
+    sys.stderr.write("".join(f"{prefix}{line}\n" for line in message.split("\n")))
     sys.stderr.flush()
 
 
@@ -52,8 +73,7 @@ class AccessLogWriter:
             os.close(old)
 
     def tick(self, wall: float) -> None:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + ".%03dZ" % (wall % 1 * 1000)
-        self.core.tick(text.encode())
+        self.core.tick(timestamp(wall).encode())
 
     def flush(self) -> None:
         self.core.flush()

@@ -4,6 +4,7 @@ basics and the admin API's manners."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import re
@@ -275,6 +276,47 @@ def test_a_listen_host_that_does_not_resolve_is_refused_by_check(backend: Backen
 
 
 # ---- defects 4 and 5: what the gateway says about itself --------------------------------------
+
+
+STAMPED = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z fastgw: ")
+
+
+def test_stderr_lines_carry_a_utc_timestamp(backend: Backend, tmp_path: Path) -> None:
+    before = time.time()
+    with Gateway(gateway_config(backend.port), tmp_path) as g:
+        g.reload()
+        lines = list(g.lines)
+    after = time.time()
+    assert len(lines) >= 3
+    for line in lines:
+        m = STAMPED.match(line)
+        assert m is not None, line
+        stamp = calendar.timegm(time.strptime(m.group(1)[:19], "%Y-%m-%dT%H:%M:%S")) + float(m.group(1)[19:])
+        assert before - 0.01 <= stamp <= after + 0.01, line
+
+
+def test_stderr_lines_have_no_timestamp_when_stderr_is_the_journal(backend: Backend, tmp_path: Path) -> None:
+    """systemd stamps journal lines itself and says so with JOURNAL_STREAM=DEVICE:INODE."""
+    path = write_config(tmp_path / "gateway.yaml",
+                        gateway_config(backend.port, listen=[{"address": f"127.0.0.1:{free_port()}"}]))
+    missing = str(tmp_path / "nowhere" / "fastgw.pid")  # refused by the master: it logs and exits
+    read_end, write_end = os.pipe()
+    st = os.fstat(write_end)
+    env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+    try:
+        proc = subprocess.run([PYTHON, "-m", "fastgw", "run", "-c", str(path), "--pidfile", missing], cwd=REPO, env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=write_end, timeout=30)
+        os.close(write_end)
+        write_end = -1
+        with os.fdopen(read_end, "rb") as f:
+            read_end = -1
+            err = f.read().decode()
+    finally:
+        for fd in (read_end, write_end):
+            if fd >= 0:
+                os.close(fd)
+    assert proc.returncode == 1
+    assert err.startswith(f"fastgw: {path}:"), err
 
 
 def test_stderr_says_where_the_gateway_listens(backend: Backend, tmp_path: Path) -> None:

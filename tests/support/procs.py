@@ -28,9 +28,12 @@ REPO = Path(__file__).resolve().parents[2]
 _VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 PYTHON = str(_VENV_PYTHON) if _VENV_PYTHON.exists() else sys.executable
 
+#: What starts every line of the gateway's stderr: a UTC timestamp (none when stderr is the
+#: journal), then `fastgw: `.
+PREFIX = r"^(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z )?fastgw: "
 #: The line the master prints when every worker of a generation listens (the readiness contract).
-READY = re.compile(r"^fastgw: master (\d+) ready: generation (\d+), workers (\d+(?:,\d+)*)$")
-RELOAD_FAILED = re.compile(r"^fastgw: reload failed")
+READY = re.compile(PREFIX + r"master (\d+) ready: generation (\d+), workers (\d+(?:,\d+)*)$")
+RELOAD_FAILED = re.compile(PREFIX + r"reload failed")
 _TAIL = 40
 
 
