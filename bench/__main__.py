@@ -1,4 +1,6 @@
-"""`python -m bench`: fastgw, nginx and the backend itself under wrk, in one run. See README.md."""
+"""`python -m bench`: fastgw, nginx and the backend itself under wrk, in one run;
+`python -m bench MODE ...` for a cost curve (MODE: connections, body, routes, ratelimit; see
+bench/curves). See README.md."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.curves import MODES
 from bench.run import TARGETS, Options, main, parse_loopback_url
 from bench.scenarios import SCENARIOS
 
@@ -37,7 +40,8 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m bench",
         description="Throughput and latency of fastgw against nginx (and the backend alone) with wrk, "
         "interleaved repeats, medians, CPU time per request. Output: a table, a JSON report and a PNG.",
-        epilog="scenarios: " + "; ".join(f"{s.name} ({s.summary})" for s in SCENARIOS),
+        epilog="scenarios: " + "; ".join(f"{s.name} ({s.summary})" for s in SCENARIOS)
+        + ". Cost curves: python -m bench {" + ",".join(MODES) + "} --help",
     )
     p.add_argument("-d", "--duration", type=int, default=5, help="whole seconds per wrk run (default 5)")
     p.add_argument(
@@ -88,6 +92,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cli(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in MODES:
+        import importlib
+
+        return int(importlib.import_module(f"bench.curves.{argv[0]}").main(argv[1:]))
     args = parser().parse_args(argv)
     if args.duration <= 0 or args.repeats < 1 or args.connections < 1:
         parser().error("--duration, --repeats and --connections must be positive")

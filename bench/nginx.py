@@ -46,8 +46,14 @@ def version() -> str:
     return m.group(1) if m else "unknown"
 
 
-def _main_section(prefix: Path, workers: int) -> str:
-    """The parts every instance needs to run unprivileged from its own prefix; opens `http {`."""
+#: worker_connections unless a curve needs more (nginx counts upstream connections too).
+CONNECTIONS = 4096
+
+
+def _main_section(prefix: Path, workers: int, connections: int = CONNECTIONS) -> str:
+    """The parts every instance needs to run unprivileged from its own prefix; opens `http {`.
+    `connections` per worker: client and upstream connections together; the worker's open-file
+    limit is set to match (the harness raises its own hard limit first, see procs.raise_nofile)."""
     user = ""
     if os.geteuid() == 0:
         # As root nginx would switch its workers to `nobody`, who cannot write our temp dirs.
@@ -58,7 +64,8 @@ def _main_section(prefix: Path, workers: int) -> str:
         "daemon off;\nmaster_process on;\n"
         f"pid {prefix / 'nginx.pid'};\n"
         f"error_log {prefix / 'error.log'} warn;\n"
-        "events { worker_connections 4096; }\n"
+        f"worker_rlimit_nofile {connections + 1024};\n"
+        f"events {{ worker_connections {connections}; }}\n"
         f"http {{\n{temps}\n"
     )
 
@@ -71,14 +78,35 @@ def _write(prefix: Path, text: str) -> Path:
     return conf
 
 
-def backend_config(prefix: Path, port: int, workers: int) -> Path:
+#: Where the built-in backend serves the bodies of the body-size curve: BODY_PREFIX + "<bytes>".
+BODY_PREFIX = "/body/"
+
+
+def backend_config(
+    prefix: Path, port: int, workers: int, connections: int = CONNECTIONS, body_sizes: Sequence[int] = ()
+) -> Path:
+    """The built-in backend. `body_sizes`: also serve GET BODY_PREFIX<n> with n bytes (sparse
+    files: the page cache serves zeros, nothing is written to disk) and accept request bodies of
+    any size (read and discarded)."""
     # A file, not `return`: nginx refuses a 4 KiB token; the open file is cached, so a request
     # costs no open().
     body_file = prefix / "json4k.json"
     body_file.write_text(json_body())
+    bodies = ""
+    if body_sizes:
+        (prefix / "body").mkdir(exist_ok=True)
+        for size in body_sizes:
+            with open(prefix / "body" / str(size), "wb") as f:
+                f.truncate(size)
+        bodies = f"""
+        client_max_body_size 0;
+        location {BODY_PREFIX} {{
+            default_type application/octet-stream;
+            alias {prefix / "body"}/;
+        }}"""
     return _write(
         prefix,
-        _main_section(prefix, workers)
+        _main_section(prefix, workers, connections)
         + f"""\
     access_log off;
     keepalive_requests 1000000;
@@ -95,7 +123,7 @@ def backend_config(prefix: Path, port: int, workers: int) -> Path:
         }}
         location / {{
             return 200 '{SMALL_BODY}';
-        }}
+        }}{bodies}
     }}
 }}
 """,
@@ -103,13 +131,28 @@ def backend_config(prefix: Path, port: int, workers: int) -> Path:
 
 
 def proxy_config(
-    prefix: Path, port: int, workers: int, upstream: str, keepalive: int, scenarios: Sequence[Scenario]
+    prefix: Path,
+    port: int,
+    workers: int,
+    upstream: str,
+    keepalive: int,
+    scenarios: Sequence[Scenario],
+    connections: int = CONNECTIONS,
+    http_extra: str = "",
+    locations: str = "",
 ) -> Path:
-    http_extra = "\n".join(s.nginx_http for s in scenarios if s.nginx_equivalent and s.nginx_http)
-    locations = "\n".join(s.nginx_locations for s in scenarios if s.nginx_equivalent and s.nginx_locations)
+    """`http_extra` (http-level directives) and `locations` (location blocks before the
+    catch-all) are added to the scenarios' own, for the curves."""
+    http_extra = "\n".join(
+        [s.nginx_http for s in scenarios if s.nginx_equivalent and s.nginx_http] + ([http_extra] if http_extra else [])
+    )
+    locations = "\n".join(
+        [s.nginx_locations for s in scenarios if s.nginx_equivalent and s.nginx_locations]
+        + ([locations] if locations else [])
+    )
     return _write(
         prefix,
-        _main_section(prefix, workers)
+        _main_section(prefix, workers, connections)
         + f"""\
     {_ACCESS_LOG_FORMAT}
     map $http_x_request_id $reqid {{
