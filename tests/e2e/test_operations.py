@@ -19,6 +19,8 @@ from typing import Any, Self
 import pytest
 import yaml
 
+from fastgw.config.model import Address
+from fastgw.server.procinfo import listening_inodes
 from tests.support.client import LOOPBACK, http_get
 from tests.support.procs import PYTHON, REPO, Backend, Gateway, free_port, gateway_config
 
@@ -176,8 +178,11 @@ def test_reload_command_waits_for_the_new_generation(backend: Backend, tmp_path:
 def test_reload_command_reports_a_listen_address_in_use(backend: Backend, tmp_path: Path) -> None:
     pidfile = tmp_path / "fastgw.pid"
     with Gateway(gateway_config(backend.port, pidfile=str(pidfile)), tmp_path) as g, PortHolder(True) as holder:
+        listening = len(listening_inodes(Address("127.0.0.1", g.port)))
+        assert listening == 2  # one socket per worker slot
         config = dict(g.config)
         config["listen"] = [*g.config["listen"], {"address": f"127.0.0.1:{holder.port}"}]
+        config["workers"] = 3  # a third socket on listen[0] is made before listen[1] fails
         write_config(g.config_path, config)
         out = fastgw("reload", "-c", str(g.config_path))
         assert out.returncode == 1, (out.stdout, out.stderr)
@@ -189,6 +194,8 @@ def test_reload_command_reports_a_listen_address_in_use(backend: Backend, tmp_pa
         assert health["generation"] == 1
         assert health["last_reload"]["result"] == "failed" and expected in health["last_reload"]["error"]
         assert http_get(g.port, "/echo").status == 200
+        # Nothing is left listening that no worker serves.
+        assert len(listening_inodes(Address("127.0.0.1", g.port))) == listening
 
 
 def test_reload_command_reports_an_invalid_config_seen_by_the_master(backend: Backend, tmp_path: Path) -> None:

@@ -68,6 +68,8 @@ class Generation:
     covers: int = 0
     """The reload requests (numbered from 1) this generation answers: all those made before the
     configuration file was read for it."""
+    new_sockets: list[tuple[Address, socket.socket]] = field(default_factory=list)
+    """Listen sockets created for this generation (closed again if it never serves)."""
 
 
 class StartError(Exception):
@@ -194,31 +196,42 @@ class Master:
 
     # ---- workers ------------------------------------------------------------------------------
 
-    def _ensure_sockets(self, config: Config) -> None:
-        """One reuseport socket per worker slot per address. Sockets are only ever added while
-        running: closing one would drop the connections queued in it. An address is first probed
-        (see `sockets.probe`) so that one another process listens on is refused, not shared. On
-        failure the sockets of addresses new in `config` are closed again, and StartError says
-        which `listen` entry failed and why."""
-        added: list[Address] = []
+    def _ensure_sockets(self, config: Config) -> list[tuple[Address, socket.socket]]:
+        """One reuseport socket per worker slot per address; returns the sockets it created.
+        Sockets are only ever added while running: closing one would drop the connections queued
+        in it. An address is first probed (see `sockets.probe`) so that one another process
+        listens on is refused, not shared. On failure the sockets created here are closed again,
+        and StartError says which `listen` entry failed and why."""
+        created: list[tuple[Address, socket.socket]] = []
         try:
             for index, listener in enumerate(config.listen):
                 address = listener.address
                 try:
                     if address not in self.sockets:
                         probe(address)
-                        self.sockets[address] = []
-                        added.append(address)
-                    socks = self.sockets[address]
+                    socks = self.sockets.setdefault(address, [])
                     while len(socks) < config.workers:
-                        socks.append(make_listener(address))
+                        sock = make_listener(address)
+                        socks.append(sock)
+                        created.append((address, sock))
                 except OSError as exc:
                     raise StartError(f"{place(self.config_path, ('listen', index, 'address'))}: {exc}") from None
         except StartError:
-            for address in added:
-                for sock in self.sockets.pop(address, []):
-                    sock.close()
+            self._close_sockets(created)
             raise
+        return created
+
+    def _close_sockets(self, sockets: list[tuple[Address, socket.socket]]) -> None:
+        """Closes sockets made for a generation that never served (a reload given up): no worker
+        that stays accepts on them, so connections the kernel put in their queues would wait
+        forever."""
+        for address, sock in sockets:
+            socks = self.sockets.get(address, [])
+            if sock in socks:
+                socks.remove(sock)
+            if not socks:
+                self.sockets.pop(address, None)
+            sock.close()
 
     def _check_access_log(self, config: Config) -> None:
         """The access log file can be opened (workers open it after the fork, where a failure
@@ -440,11 +453,12 @@ class Master:
             return
         try:
             self._check_access_log(config)
-            self._ensure_sockets(config)
+            created = self._ensure_sockets(config)
         except StartError as exc:
             self._reload_failed(covers, f"{exc}; still serving the old configuration")
             return
         self.pending = self._start_generation(cur.number + 1, config)
+        self.pending.new_sockets = created
         self._write_status()
 
     def _reload_failed(self, covers: int, error: str, details: list[str] | tuple[str, ...] = ()) -> None:
@@ -516,7 +530,7 @@ class Master:
             w.stopping = True
             self._kill(w.pid, signal.SIGKILL)
         self.checkers.retire(pending.number)
-        self._retire_sockets()
+        self._close_sockets(pending.new_sockets)
         self._reload_failed(pending.covers, f"{why}; still serving the old configuration")
         if self.reload_queued:
             self.reload_queued = False
