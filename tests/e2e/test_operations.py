@@ -477,3 +477,21 @@ def test_config_endpoint_shows_the_effective_config_without_secrets(backend: Bac
         assert effective["rate_limits"]["shared"]["redis"] == "redis://***@127.0.0.1:1/0"
         assert effective["upstreams"]["backend"]["targets"] == [{"address": f"127.0.0.1:{backend.port}", "weight": 1}]
         assert effective["grace_period"] == 5.0 and effective["limits"]["max_body"] == 1024 * 1024
+
+
+def test_admin_answer_survives_a_request_body_it_does_not_read(backend: Backend, tmp_path: Path) -> None:
+    """The admin API reads no bodies; closing with one unread would reset the connection and can
+    destroy the answer, so it half-closes and drains instead."""
+    with Gateway(gateway_config(backend.port), tmp_path) as g:
+        body = b"x" * 200_000
+        for _ in range(5):
+            with socket.create_connection((LOOPBACK, g.admin_port), timeout=5) as s:
+                s.sendall(b"POST /nothing HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body))
+                try:
+                    s.sendall(body)
+                except OSError:
+                    pass  # the server may have answered and half-closed already; it still drains
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            assert data.startswith(b"HTTP/1.1 404 Not Found\r\n") and data.endswith(b"}\n"), data[:200]

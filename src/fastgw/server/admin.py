@@ -166,7 +166,7 @@ class AdminServer:
         head_only = method == b"HEAD"
         if not self._authorized(headers):
             self._reply(conn, 401, {"error": "missing or wrong bearer token"},
-                        extra=[("WWW-Authenticate", 'Bearer realm="fastgw admin"')], head_only=head_only)
+                        extra=(("WWW-Authenticate", 'Bearer realm="fastgw admin"'),), head_only=head_only)
             return
         methods = ENDPOINTS.get(path)
         if methods is None:
@@ -176,7 +176,7 @@ class AdminServer:
         if method not in methods:
             allow = ", ".join(m.decode() for m in methods)
             self._reply(conn, 405, {"error": f"method not allowed (allowed: {allow})"},
-                        extra=[("Allow", allow)], head_only=head_only)
+                        extra=(("Allow", allow),), head_only=head_only)
             return
         master = self.master
         if path == b"/healthz":
@@ -195,7 +195,7 @@ class AdminServer:
                                     "generation": master.status()["generation"]})
 
     def _reply(
-        self, conn: _Conn, status: int, payload: object, *, extra: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        self, conn: _Conn, status: int, payload: object, *, extra: tuple[tuple[str, str], ...] = (),
         head_only: bool = False,
     ) -> None:
         body = orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n"
@@ -224,14 +224,28 @@ class AdminServer:
             return
         conn.outbuf = conn.outbuf[sent:]
         if not conn.outbuf:
+            # Lingering close: closing with unread input (a request body) would send a reset that
+            # can destroy the answer before the client reads it. So half-close, then read and
+            # discard until the client closes too (or the exchange's deadline passes).
             try:
                 sock.shutdown(socket.SHUT_WR)
             except OSError:
-                pass
-            self._drop(sock)
+                self._drop(sock)
+                return
+            self.sel.modify(sock, selectors.EVENT_READ, self._linger)
         elif not conn.writing:
             conn.writing = True
             self.sel.modify(sock, selectors.EVENT_WRITE, self._write)
+
+    def _linger(self, sock: Any, mask: int) -> None:
+        try:
+            data = sock.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(sock)
 
 
 def routes_table(master: Master) -> list[dict[str, object]]:
