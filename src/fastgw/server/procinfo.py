@@ -36,7 +36,7 @@ def command_of(pid: int) -> str | None:
     except OSError:
         return None
     words = [w.decode("utf-8", "replace") for w in raw.rstrip(b"\0").split(b"\0")]
-    text = " ".join(w for w in words if w).strip()
+    text = " ".join(" ".join(words).split())  # one line, whatever the arguments hold
     if len(text) > _MAX_COMMAND:
         text = text[: _MAX_COMMAND - 3] + "..."
     return text or None
