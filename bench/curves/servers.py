@@ -16,6 +16,7 @@ from typing import Any
 
 from bench import gateway, nginx, pinning
 from bench.run import Endpoint
+from bench.scenarios import Scenario
 from fastgw.loadtest import wrk
 from fastgw.loadtest.cpu import tree_ticks, us_per_request
 from fastgw.loadtest.memory import PeakWatch, tree_rss
@@ -35,6 +36,8 @@ class Stack:
     #: Merged into fastgw's bench config (e.g. limits.max_body).
     fastgw_extra: dict[str, Any] | None = None
     nginx_http: str = ""
+    #: Scenarios whose routes (and nginx locations) the proxies carry.
+    scenarios: Sequence[Scenario] = ()
     backend: Server | None = None
     #: RSS of each proxy's tree right after it started, before any request: the "before" of the
     #: memory figures (a warm-up's allocations, kept by the allocator, would hide in a later one).
@@ -61,7 +64,8 @@ class Stack:
             prefix.mkdir()
             nport = free_port()
             conf = nginx.proxy_config(
-                prefix, nport, self.workers, f"{host}:{port}", self.keepalive, (), self.connections, self.nginx_http
+                prefix, nport, self.workers, f"{host}:{port}", self.keepalive, self.scenarios, self.connections,
+                self.nginx_http,
             )
             server = nginx.start("nginx", prefix, conf, nport, self.workers, self.placement.proxy)
             ends["nginx"] = Endpoint("127.0.0.1", nport, server, prefix / "access.log")
@@ -70,7 +74,7 @@ class Stack:
             workdir.mkdir()
             gport = free_port()
             log = workdir / "access.log"
-            doc = gateway.config(gport, self.workers, f"{host}:{port}", self.keepalive, log, ())
+            doc = gateway.config(gport, self.workers, f"{host}:{port}", self.keepalive, log, self.scenarios)
             for key, value in (self.fastgw_extra or {}).items():
                 doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
             ends["fastgw"] = Endpoint("127.0.0.1", gport, gateway.start(workdir, doc, self.placement.proxy), log)
