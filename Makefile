@@ -6,7 +6,7 @@ CORE_SRC   := src/fastgw/_core.pyx src/fastgw/_core.pxd $(wildcard src/fastgw/_c
 CORE_SO    := src/fastgw/.core-built
 APT_STAMP  := $(VENV)/.apt-updated
 
-.PHONY: all venv compile debug run test test-unit test-e2e bench bench-micro locust clean distclean sysdeps-test sysdeps-bench
+.PHONY: all venv compile debug run test test-unit test-e2e bench bench-curves bench-micro locust clean distclean sysdeps-test sysdeps-bench
 
 all: compile
 
@@ -63,6 +63,13 @@ test-e2e: compile sysdeps-test
 
 bench: compile sysdeps-bench
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The four cost curves at full scale, one after the other (about 20 minutes; bench/README.md).
+bench-curves: compile sysdeps-bench
+	$(PY) -m bench connections
+	$(PY) -m bench body
+	$(PY) -m bench routes
+	$(PY) -m bench ratelimit --e2e
 
 bench-micro: compile
 	$(PY) -m bench.micro
