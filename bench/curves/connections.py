@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
     curve = common.Curve("connections", "connections", METRICS, vars(args), args.out)
     curve.start_note(emit)
     if limit < 2 * top + 2048:
-        emit(f"WARNING: open-file limit {limit} is below the {2 * top + 2048} the largest point needs (run as root "
-             "or raise the hard limit: ulimit -Hn)")
+        emit(f"WARNING: open-file limit {limit} is below the {2 * top + 2048} the largest point needs, and the "
+             "hard limit could not be raised (not root, or a container without CAP_SYS_RESOURCE): raise it first "
+             "(`ulimit -Hn N` as root; a container: --ulimit nofile=N:N); the proxies may refuse connections")
     runs_total = len(args.points) * len(targets) * args.repeats
     estimate = runs_total * (args.duration + RUN_OVERHEAD_S) + len(args.points) * len(targets) * (args.warmup + 3)
     emit(f"points {', '.join(map(common.human, args.points))}; targets {', '.join(targets)}; {placement.note}; "
