@@ -26,7 +26,6 @@ import array
 import mmap
 import random
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -130,11 +129,12 @@ def table_point(keys: int, capacity: int, calls: int, repeats: int, loops: Any, 
     }
 
 
-def build_loops(emit: Callable[[str], None]) -> Any:
+def build_loops(workdir: Path, emit: Callable[[str], None]) -> Any:
     from bench.micro.bench_bucket import build_cython_loops
 
+    workdir.mkdir()
     try:
-        return build_cython_loops(tempfile.mkdtemp(prefix="fastgw-curve-ratelimit-loops-"))
+        return build_cython_loops(str(workdir))
     except Exception as exc:  # noqa: BLE001 - any build failure: time from Python instead
         emit(f"Cython loops not built ({type(exc).__name__}: {exc}); timing from Python")
         return None
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
     emit(f"points {', '.join(map(common.human, args.points))}; tables: default capacity {DEFAULT_CAPACITY:,} and "
          f"sized to the keys; {args.calls:,} decisions × {args.repeats} per point"
          + (f"; e2e wrk {args.duration} s per target and point" if args.e2e else ""))
-    loops = build_loops(emit) if args.cython else None
+    loops = build_loops(curve.tmp / "loops", emit) if args.cython else None
     status = "aborted"
     try:
         for keys in args.points:
