@@ -2,7 +2,7 @@
 PYTHON_SYS ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
-CORE_SRC   := src/fastgw/_core.pyx src/fastgw/_core.pxd $(wildcard src/fastgw/_core_src/*)
+CORE_SRC   := $(wildcard src/fastgw/_core.p* src/fastgw/_proxy.p* src/fastgw/_core_src/* src/fastgw/_proxy_src/*)
 CORE_SO    := src/fastgw/.core-built
 APT_STAMP  := $(VENV)/.apt-updated
 
@@ -78,7 +78,7 @@ locust: compile sysdeps-bench
 	$(PY) -m bench.locust_run $(LOCUST_ARGS)
 
 clean:
-	rm -rf build src/fastgw/*.so src/fastgw/_core.c src/fastgw/_core.html $(CORE_SO)
+	rm -rf build src/fastgw/*.so src/fastgw/_core.c src/fastgw/_proxy.c src/fastgw/*.html $(CORE_SO)
 
 distclean: clean
 	rm -rf $(VENV) src/*.egg-info

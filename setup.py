@@ -1,4 +1,5 @@
-"""Builds the compiled core `fastgw._core`.
+"""Builds the compiled modules: `fastgw._core` (the public library: router, path normalization,
+buckets) and `fastgw._proxy` (the private proxy, which cimports `_core`).
 
 `FASTGW_DEBUG=1` builds with the FASTGW_DEBUG macro, line tracing and annotation (see `make debug`).
 """
@@ -12,18 +13,20 @@ DEBUG = os.environ.get("FASTGW_DEBUG") == "1"
 macros = [("FASTGW_DEBUG", "1"), ("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")] if DEBUG else []
 extensions = [
     Extension(
-        "fastgw._core",
-        ["src/fastgw/_core.pyx"],
+        f"fastgw.{name}",
+        [f"src/fastgw/{name}.pyx"],
         include_dirs=["src/fastgw/_core_src"],
         define_macros=macros,
         extra_compile_args=["-O2"] if not DEBUG else ["-O0", "-g"],
     )
+    for name in ("_core", "_proxy")
 ]
 
 setup(
     ext_modules=cythonize(
         extensions,
         language_level="3",
+        include_path=["src"],
         annotate=DEBUG,
         compiler_directives={
             "boundscheck": DEBUG,

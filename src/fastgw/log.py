@@ -1,6 +1,6 @@
 """Logging: the access log's file handling and the process log.
 
-Access-log records are rendered and buffered in C (`fastgw._core.AccessLog`) and flushed by the
+Access-log records are rendered and buffered in C (`fastgw._proxy.AccessLog`) and flushed by the
 worker's sweeper every tick or when the buffer grows, so a request costs no system call.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from fastgw._core import AccessLog as CoreAccessLog
+from fastgw._proxy import AccessLog as CoreAccessLog
 from fastgw.config.model import AccessLog
 
 

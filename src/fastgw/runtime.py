@@ -7,12 +7,15 @@ import ipaddress
 import os
 import time
 from collections.abc import Coroutine
+from email.utils import formatdate
 from typing import Any
 
-from fastgw._core import RequestIds, monotonic
+from fastgw._core import monotonic
+from fastgw._proxy import RequestIds
 from fastgw.config.model import Config, Listener
 from fastgw.http.replies import Replies
-from fastgw.log import AccessLogWriter, log_exception
+from fastgw.log import AccessLogWriter, log_exception, process_log
+from fastgw.pipeline.chain import attach_chains
 from fastgw.ratelimit import SharedBuckets, attach_rate_limits
 from fastgw.routing import compile_routes
 from fastgw.upstream.pool import Clock, UpstreamGroup
@@ -42,16 +45,13 @@ class Runtime:
         self.loop = loop
         self.generation = generation
         self.clock = Clock(monotonic())
-        self.trie, self.plans = compile_routes(config)
         self.groups = {
             name: UpstreamGroup(up, self.clock, loop, shared.view(up, slot) if shared is not None else None)
             for name, up in config.upstreams.items()
         }
-        for plan in self.plans:
-            group = self.groups[plan.upstream]
-            plan.group = group
-            plan.default_host_line = b"host: %s\r\n" % group.pools[0].label.encode()
+        self.trie, self.plans = compile_routes(config, self.groups)
         self.rate_limits = attach_rate_limits(self, buckets, slot)
+        attach_chains(self)
         limits = config.limits
         self.max_head = limits.max_head
         self.max_headers = limits.max_headers
@@ -69,6 +69,8 @@ class Runtime:
         self._trusted = config.trusted_proxies
         self._trust_cache: dict[str, bool] = {}
         self.ids = RequestIds(os.urandom(5).hex().encode() + b"-")
+        self.date_line = b""
+        self._date_second = -1
         self._sweeper: asyncio.TimerHandle | None = None
 
     def is_trusted(self, ip: str) -> bool:
@@ -92,10 +94,21 @@ class Runtime:
     def internal_error(self, exc: BaseException | None) -> None:
         log_exception("request handling", exc)
 
+    def upstream_error(self, target: str, kind: str, message: str, request_id: bytes) -> None:
+        """The error-log line of a failed upstream exchange: which target, what went wrong."""
+        process_log(f"upstream {target or '-'} failed ({kind}): {message} [request {request_id.decode('latin-1')}]")
+
     # sweeper
 
+    def _tick_clock(self, wall: float) -> None:
+        self.access.tick(wall)
+        second = int(wall)
+        if second != self._date_second:
+            self._date_second = second
+            self.date_line = b"date: %s\r\n" % formatdate(second, usegmt=True).encode()
+
     def start(self) -> None:
-        self.access.tick(time.time())
+        self._tick_clock(time.time())
         self._sweeper = self.loop.call_later(TICK, self._sweep)
 
     def _sweep(self) -> None:
@@ -108,7 +121,7 @@ class Runtime:
                 for pool in group.pools:
                     pool.sweep(now)
                 group.tick(now)
-            self.access.tick(time.time())
+            self._tick_clock(time.time())
         except Exception as exc:
             log_exception("sweeper", exc)
         self._sweeper = self.loop.call_later(TICK, self._sweep)

@@ -53,7 +53,10 @@ REFUSED_THEN_PIPELINED = {
         501,
     ),
     "Host ending in 0xFF": (b"GET /echo HTTP/1.1\r\nHost: gw.test\xff\r\n\r\n", 400),
-    "no route, body unread": (b"POST /ech/p HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 5\r\n\r\nhello", 404),
+    "no route, body too large to drop": (
+        b"POST /ech/p HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 100000\r\n\r\nhello",
+        404,
+    ),
     "invalid path": (b"GET /a/../../b HTTP/1.1\r\nHost: gw.test\r\n\r\n", 400),
     "body over max_body": (b"POST /echo HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 2000000\r\n\r\nab", 413),
 }
@@ -69,6 +72,19 @@ def test_nothing_after_a_refusal_that_closes_is_forwarded(case: str, gw: Gateway
     assert [r.status for r in result.responses] == [status], result.summary()
     assert result.closed, result.summary()
     assert _reached(gw, backend, path) == 0
+
+
+def test_a_small_refused_body_is_dropped_and_the_connection_goes_on(gw: Gateway, backend: Backend) -> None:
+    """DESIGN §8: a request answered locally has its body read and dropped up to a bound, so the
+    next request on the connection starts where that body ends, never inside it."""
+    path = f"/count/after-{uuid.uuid4().hex}"
+    body = b"GET /count/inside-the-body HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+    first = b"POST /ech/p HTTP/1.1\r\nHost: gw.test\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    result = raw_request(gw.port, first + SMUGGLED.format(path=path).encode(), 5.0, responses=2)
+    assert [r.status for r in result.responses] == [404, 200], result.summary()
+    assert result.responses[1].json()["target"] == path
+    assert _reached(gw, backend, path) == 1
+    assert backend.count("/count/inside-the-body") == 0
 
 
 def test_a_header_named_like_content_length_is_just_a_header(gw: Gateway, backend: Backend) -> None:

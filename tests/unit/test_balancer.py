@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from fastgw._core import Request
+from fastgw._proxy import Request
 from fastgw.config.model import Address, HashKey, Target, Upstream
-from fastgw.upstream.balancer import ConsistentHash, P2CEwma, hash64, key_reader
+from fastgw.upstream.balancer import ConsistentHash, P2CEwma, hash64, request_key
 from fastgw.upstream.group import TargetGroup
 from fastgw.upstream.target import TargetState
 
@@ -35,14 +35,14 @@ def group(
 
 
 PROTO = SimpleNamespace(peer=b"192.0.2.1")
-REQ = Request.build()
+REQ = Request.build(peer=b"192.0.2.1")
 
 
 def picks(g: TargetGroup, n: int, exclude: Any = None) -> Counter[int]:
     """`n` picks, each from another client address (so `hash` on `ip` sees many keys)."""
     out: Counter[int] = Counter()
     for i in range(n):
-        target = g.pick(SimpleNamespace(peer=b"192.0.2.%d" % i), REQ, exclude)
+        target = g.pick(PROTO, Request.build(peer=b"192.0.2.%d" % i), exclude)
         assert target is not None
         out[target.index] += 1
     return out
@@ -383,21 +383,20 @@ def test_hash_without_key_falls_back_to_round_robin() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "proto", "req", "expected"),
+    ("key", "req", "expected"),
     [
-        (HashKey("ip"), SimpleNamespace(peer=b"10.1.2.3"), None, b"10.1.2.3"),
-        (HashKey("path"), None, Request.build(path=b"/a/b"), b"/a/b"),
-        (HashKey("header", "x-user-id"), None, Request.build([(b"X-User-Id", b"42")]), b"42"),
-        (HashKey("header", "x-user-id"), None, Request.build([(b"X-Other", b"1")]), None),
+        (HashKey("ip"), Request.build(peer=b"10.1.2.3"), b"10.1.2.3"),
+        (HashKey("path"), Request.build(path=b"/a/b"), b"/a/b"),
+        (HashKey("header", "x-user-id"), Request.build([(b"X-User-Id", b"42")]), b"42"),
+        (HashKey("header", "x-user-id"), Request.build([(b"X-Other", b"1")]), None),
         (
             HashKey("cookie", "sid"),
-            None,
             Request.build([(b"Cookie", b"a=1; sid=abc; b=2"), (b"Cookie", b"sid=zzz")]),
             b"abc",
         ),
-        (HashKey("cookie", "sid"), None, Request.build([(b"Cookie", b"xsid=1; sidx=2")]), None),
-        (HashKey("cookie", "sid"), None, Request.build([(b"Cookie", b" sid = v ")]), b"v"),
+        (HashKey("cookie", "sid"), Request.build([(b"Cookie", b"xsid=1; sidx=2")]), None),
+        (HashKey("cookie", "sid"), Request.build([(b"Cookie", b" sid = v ")]), b"v"),
     ],
 )
-def test_hash_key_extraction(key: HashKey, proto: Any, req: Any, expected: bytes | None) -> None:
-    assert key_reader(key)(proto, req) == expected
+def test_hash_key_extraction(key: HashKey, req: Any, expected: bytes | None) -> None:
+    assert request_key(key).of(req) == expected

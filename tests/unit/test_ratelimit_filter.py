@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from fastgw._core import BucketTable, Request
+from fastgw._core import BucketTable
+from fastgw._proxy import Plan, Request, as_filter
 from fastgw.config.model import Config, Match, RateLimit, RateLimitTable, Route
 from fastgw.ratelimit import cluster
 from fastgw.ratelimit.cluster import ClusterLimit
 from fastgw.ratelimit.filter import LocalLimit, RateLimitFilter, route_filter
-from fastgw.ratelimit.keys import client_ip, header_value, key_function, route_key
+from fastgw.ratelimit.keys import limit_key, request_key, route_key
 from fastgw.ratelimit.shared import COUNTERS, shared_buckets
 
 ROUTES = (Route(0, Match(prefix="/a"), "app"), Route(1, Match(path="/b/{id}", methods=("GET",)), "app"))
@@ -51,14 +52,24 @@ def table(clock: Clock) -> Iterator[BucketTable]:
     yield BucketTable(buf, 1024, init=True, clock=clock)
 
 
-def conn(peer: bytes = b"10.0.0.1") -> Any:
-    return SimpleNamespace(peer=peer)
+PEER = b"10.0.0.1"
 
 
-def request(*headers: tuple[str, str], route: int = 0) -> Any:
-    req = Request.build([(n.encode(), v.encode()) for n, v in headers])
-    req.plan = SimpleNamespace(index=route)
+def request(*headers: tuple[str, str], route: int = 0, peer: bytes = PEER) -> Any:
+    req = Request.build([(n.encode(), v.encode()) for n, v in headers], peer=peer)
+    req.plan = Plan(route)
     return req
+
+
+def decide(f: Any, peer: bytes | None, req: Any) -> tuple[int, str | None, bytes] | None:
+    """Runs a rate-limit filter as the pipeline does (from `peer`), and returns None when the
+    request goes on, else the refusal as (status, message, its header lines)."""
+    if peer is not None:
+        req.peer = peer
+    reply = as_filter(f).run_request(req)
+    if reply is None:
+        return None
+    return reply.status, reply.message, b"".join(n + b": " + v + b"\r\n" for n, v in reply.headers)
 
 
 def spec(name: str = "lim", rate: float = 1.0, burst: int = 3, **kw: Any) -> RateLimit:
@@ -72,25 +83,23 @@ def lines(remaining: int, reset: int, limit: int = 3) -> bytes:
 # ---- keys ------------------------------------------------------------------------------------
 
 
-def test_ip_key_is_the_peer_address() -> None:
-    assert key_function("ip") is client_ip
-    assert client_ip(conn(b"192.0.2.7"), request()) == b"192.0.2.7"
+def test_ip_key_is_the_client_address() -> None:
+    assert limit_key(request_key("ip"), request(peer=b"192.0.2.7")) == b"192.0.2.7"
 
 
 def test_header_key_takes_the_first_value_and_falls_back_to_the_ip() -> None:
-    key = header_value(b"x-user")
-    assert key(conn(), request(("X-User", "alice"), ("x-user", "bob"))) == b"alice"
+    key = request_key("header:x-user")
+    assert limit_key(key, request(("X-User", "alice"), ("x-user", "bob"))) == b"alice"
     # Missing or empty: the client IP, in a namespace no header value can reach.
-    assert key(conn(), request(("Other", "1"))) == b"\x0010.0.0.1"
-    assert key(conn(), request(("X-User", ""), ("X-User", "bob"))) == b"\x0010.0.0.1"
-    assert key(conn(), request(("X-User", "10.0.0.1"))) != key(conn(), request())
+    assert limit_key(key, request(("Other", "1"))) == b"\x0010.0.0.1"
+    assert limit_key(key, request(("X-User", ""), ("X-User", "bob"))) == b"\x0010.0.0.1"
+    assert limit_key(key, request(("X-User", "10.0.0.1"))) != limit_key(key, request())
 
 
 def test_route_key_names_what_the_route_matches() -> None:
     a, b = (route_key(r) for r in ROUTES)
     assert a == b"* prefix /a *" and b == b"* path /b/{id} GET"
     assert route_key(Route(5, Match(prefix="/a"), "other")) == a  # position and upstream do not count
-    assert key_function("route") is None
 
 
 # ---- local limits: headers and the 429 contract ------------------------------------------------
@@ -108,17 +117,17 @@ def test_allowed_requests_carry_ratelimit_lines_and_the_refusal_retry_after(
     f = make([lim])
     for remaining, reset in ((2, 1), (1, 2), (0, 3)):
         req = request()
-        assert f.on_request(conn(), req) is None
+        assert decide(f, None, req) is None
         assert req.resp_extra == lines(remaining, reset)
     req = request()
-    status, message, head = f.on_request(conn(), req)  # type: ignore[misc]
+    status, message, head = decide(f, None, req)  # type: ignore[misc]
     assert (status, message) == (429, None)
     assert head == b"retry-after: 1\r\n" + lines(0, 3)
     assert req.resp_extra == b""  # refused: the lines travel with the 429 only
     clock.advance(0.5)
-    assert f.on_request(conn(), request())[2].startswith(b"retry-after: 1\r\n")  # 0.5 s, rounded up
+    assert decide(f, None, request())[2].startswith(b"retry-after: 1\r\n")  # 0.5 s, rounded up
     clock.advance(0.5)
-    assert f.on_request(conn(), request()) is None
+    assert decide(f, None, request()) is None
     assert lim.stats() == {"allowed": 4, "refused": 2, "shadow_refused": 0}
 
 
@@ -126,42 +135,42 @@ def test_allowed_requests_carry_ratelimit_lines_and_the_refusal_retry_after(
 def test_large_numbers_are_rendered_whole(clock: Clock, table: BucketTable, make: Any) -> None:
     f = make([LocalLimit(spec(rate=1.0, burst=1_000_000_000), table, ROUTES)])
     req = request()
-    assert f.on_request(conn(), req) is None
+    assert decide(f, None, req) is None
     assert req.resp_extra == lines(999_999_999, 1, limit=1_000_000_000)
 
 
 @single
 def test_retry_after_rounds_up_whole_seconds(clock: Clock, table: BucketTable, make: Any) -> None:
     f = make([LocalLimit(spec(rate=0.25, burst=1), table, ROUTES)])
-    assert f.on_request(conn(), request()) is None
+    assert decide(f, None, request()) is None
     clock.advance(0.1)
-    assert f.on_request(conn(), request())[2] == b"retry-after: 4\r\n" + lines(0, 4, limit=1)
+    assert decide(f, None, request())[2] == b"retry-after: 4\r\n" + lines(0, 4, limit=1)
 
 
 @single
 def test_keys_have_separate_buckets(clock: Clock, table: BucketTable, make: Any) -> None:
     f = make([LocalLimit(spec(burst=1, key="header:x-user"), table, ROUTES)])
-    assert f.on_request(conn(), request(("X-User", "a"))) is None
-    assert f.on_request(conn(), request(("X-User", "b"))) is None
-    assert f.on_request(conn(), request(("X-User", "a"))) is not None
-    assert f.on_request(conn(), request()) is None  # no header: the IP's bucket
-    assert f.on_request(conn(b"10.0.0.2"), request()) is None
-    assert f.on_request(conn(), request()) is not None
+    assert decide(f, None, request(("X-User", "a"))) is None
+    assert decide(f, None, request(("X-User", "b"))) is None
+    assert decide(f, None, request(("X-User", "a"))) is not None
+    assert decide(f, None, request()) is None  # no header: the IP's bucket
+    assert decide(f, b"10.0.0.2", request()) is None
+    assert decide(f, None, request()) is not None
 
 
 @single
 def test_route_key_is_one_bucket_per_route(clock: Clock, table: BucketTable, make: Any) -> None:
     f = make([LocalLimit(spec(burst=1, key="route"), table, ROUTES)])
-    assert f.on_request(conn(b"1.1.1.1"), request(route=0)) is None
-    assert f.on_request(conn(b"2.2.2.2"), request(route=0)) is not None
-    assert f.on_request(conn(b"2.2.2.2"), request(route=1)) is None
+    assert decide(f, b"1.1.1.1", request(route=0)) is None
+    assert decide(f, b"2.2.2.2", request(route=0)) is not None
+    assert decide(f, b"2.2.2.2", request(route=1)) is None
 
 
 def test_limits_with_the_same_keys_do_not_share_buckets(clock: Clock, table: BucketTable) -> None:
     one = RateLimitFilter([LocalLimit(spec("one", burst=1), table, ROUTES)])
     two = RateLimitFilter([LocalLimit(spec("two", burst=1), table, ROUTES)])
-    assert one.on_request(conn(), request()) is None
-    assert two.on_request(conn(), request()) is None
+    assert decide(one, None, request()) is None
+    assert decide(two, None, request()) is None
 
 
 @single
@@ -171,7 +180,7 @@ def test_shadow_mode_counts_and_reports_but_never_refuses(clock: Clock, table: B
     extras = []
     for _ in range(4):
         req = request()
-        assert f.on_request(conn(), req) is None
+        assert decide(f, None, req) is None
         extras.append(req.resp_extra)
     assert extras[-1] == lines(0, 2, limit=2)
     assert lim.stats() == {"allowed": 2, "refused": 0, "shadow_refused": 2}
@@ -185,12 +194,12 @@ def test_a_refusal_takes_no_token_from_the_other_limits(clock: Clock, table: Buc
     loose = LocalLimit(spec("loose", rate=1.0, burst=10), table, ROUTES)
     f = RateLimitFilter([loose, tight])
     req = request()
-    assert f.on_request(conn(), req) is None
+    assert decide(f, None, req) is None
     assert req.resp_extra == lines(0, 1, limit=1)  # the most restrictive limit is reported
     for _ in range(5):
-        status, _, head = f.on_request(conn(), request())  # type: ignore[misc]
+        status, _, head = decide(f, None, request())  # type: ignore[misc]
         assert status == 429 and b"ratelimit-limit: 1\r\n" in head
-    key = loose.key(conn(), request())
+    key = loose.key(request())
     assert loose.check(key) and loose.remaining == 9  # only the allowed request was charged
     assert (loose.allowed, loose.refused, tight.allowed, tight.refused) == (1, 0, 1, 5)
 
@@ -199,8 +208,8 @@ def test_retry_after_is_that_of_the_last_limit_to_allow(clock: Clock, table: Buc
     fast = LocalLimit(spec("fast", rate=1.0, burst=1), table, ROUTES)
     slow = LocalLimit(spec("slow", rate=0.1, burst=1), table, ROUTES)
     f = RateLimitFilter([fast, slow])
-    assert f.on_request(conn(), request()) is None
-    assert f.on_request(conn(), request())[2].startswith(b"retry-after: 10\r\nratelimit-limit: 1\r\n")
+    assert decide(f, None, request()) is None
+    assert decide(f, None, request())[2].startswith(b"retry-after: 10\r\nratelimit-limit: 1\r\n")
 
 
 def test_shadow_limits_beside_enforced_ones(clock: Clock, table: BucketTable) -> None:
@@ -208,8 +217,8 @@ def test_shadow_limits_beside_enforced_ones(clock: Clock, table: BucketTable) ->
     enforced = LocalLimit(spec("enforced", burst=3), table, ROUTES)
     f = RateLimitFilter([shadow, enforced])
     for _ in range(3):
-        assert f.on_request(conn(), request()) is None
-    assert f.on_request(conn(), request())[0] == 429
+        assert decide(f, None, request()) is None
+    assert decide(f, None, request())[0] == 429
     assert (shadow.allowed, shadow.shadow_refused, enforced.allowed, enforced.refused) == (1, 2, 3, 1)
 
 
@@ -300,12 +309,12 @@ def test_new_keys_go_on_credit_then_use_leases(loop: asyncio.AbstractEventLoop, 
     lim = cluster_limit(loop, clock, redis, rate=1000.0, burst=1000)  # lease of 20
     f = RateLimitFilter([lim])
     for _ in range(20):
-        assert f.on_request(conn(), request()) is None  # on credit: nothing waits for Redis
-    assert f.on_request(conn(), request())[0] == 429  # a lease of debt at most
+        assert decide(f, None, request()) is None  # on credit: nothing waits for Redis
+    assert decide(f, None, request())[0] == 429  # a lease of debt at most
     settle(loop)
     assert redis.calls == [(redis.calls[0][0], 20, 20)]  # debt charged, a lease granted
     req = request()
-    assert f.on_request(conn(), req) is None
+    assert decide(f, None, req) is None
     assert req.resp_extra.startswith(b"ratelimit-limit: 1000\r\nratelimit-remaining: 979\r\n")
 
 
@@ -315,19 +324,19 @@ def test_empty_bucket_refuses_and_asks_again_when_a_token_is_due(loop: asyncio.A
     f = RateLimitFilter([lim])
     allowed = 0
     for _ in range(50):
-        allowed += f.on_request(conn(), request()) is None
+        allowed += decide(f, None, request()) is None
         settle(loop)
     assert allowed == 4
     calls = len(redis.calls)
-    status, _, head = f.on_request(conn(), request())  # type: ignore[misc]
+    status, _, head = decide(f, None, request())  # type: ignore[misc]
     assert status == 429 and head.startswith(b"retry-after: 1\r\n")
     settle(loop)
     assert len(redis.calls) == calls  # no token can be there yet: Redis is not asked
     clock.advance(0.1)
-    assert f.on_request(conn(), request())[0] == 429  # refused, but now it asks
+    assert decide(f, None, request())[0] == 429  # refused, but now it asks
     settle(loop)
     assert len(redis.calls) == calls + 1
-    assert f.on_request(conn(), request()) is None
+    assert decide(f, None, request()) is None
 
 
 def test_steady_overload_lets_through_rate_times_time_plus_burst(loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
@@ -337,7 +346,7 @@ def test_steady_overload_lets_through_rate_times_time_plus_burst(loop: asyncio.A
     for step in range(10_000):  # 10 s, every worker gets a request each ms
         clock.advance(0.001)
         for f in workers:
-            allowed += f.on_request(conn(), request()) is None
+            allowed += decide(f, None, request()) is None
         if step % 3 == 0:
             settle(loop)
     settle(loop)
@@ -353,13 +362,13 @@ def test_a_cluster_limit_refusing_at_the_check_still_refills(
     f = RateLimitFilter([LocalLimit(spec("local", burst=100), table, ROUTES), shared])
     statuses = []
     for _ in range(6):
-        statuses.append(f.on_request(conn(), request()) is None)
+        statuses.append(decide(f, None, request()) is None)
         settle(loop)
     assert statuses[:2] == [True, True] and not any(statuses[3:])
     clock.advance(0.2)
-    f.on_request(conn(), request())  # refused at the check, which asks Redis again
+    decide(f, None, request())  # refused at the check, which asks Redis again
     settle(loop)
-    assert f.on_request(conn(), request()) is None
+    assert decide(f, None, request()) is None
 
 
 @pytest.mark.parametrize("policy", ["open", "closed"])
@@ -369,14 +378,14 @@ def test_redis_down_applies_the_policy_and_recovers(
     redis = FakeRedis(clock)
     lim = cluster_limit(loop, clock, redis, rate=100.0, burst=100, on_redis_error=policy)
     f = RateLimitFilter([lim])
-    assert f.on_request(conn(), request()) is None
+    assert decide(f, None, request()) is None
     settle(loop)
     redis.fail = True
     for _ in range(lim.lease):  # until the failure is known, leased tokens and credit decide
-        assert f.on_request(conn(), request()) is None
+        assert decide(f, None, request()) is None
         settle(loop)
     assert lim.down
-    reply = f.on_request(conn(), request())
+    reply = decide(f, None, request())
     if policy == "open":
         assert reply is None and lim.fail_open == 1
     else:
@@ -384,10 +393,10 @@ def test_redis_down_applies_the_policy_and_recovers(
         assert reply[1] == "the rate limiter's store is unavailable; refused by on_redis_error: closed"
     redis.fail = False
     clock.advance(cluster.BACKOFF_MIN)
-    f.on_request(conn(), request())  # due for a probe
+    decide(f, None, request())  # due for a probe
     settle(loop)
     assert not lim.down
-    assert f.on_request(conn(), request()) is None
+    assert decide(f, None, request()) is None
 
 
 def test_a_stalled_redis_is_given_up_after_redis_timeout(loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
@@ -395,22 +404,22 @@ def test_a_stalled_redis_is_given_up_after_redis_timeout(loop: asyncio.AbstractE
     redis.stall = True
     lim = cluster_limit(loop, clock, redis, on_redis_error="closed", redis_timeout=0.05)
     f = RateLimitFilter([lim])
-    assert f.on_request(conn(), request()) is None
+    assert decide(f, None, request()) is None
     task = lim._task
     assert task is not None
     start = loop.time()
     loop.run_until_complete(task)
     assert loop.time() - start < 1.0
     assert lim.down and lim.redis_errors == 1
-    assert f.on_request(conn(), request())[0] == 429
+    assert decide(f, None, request())[0] == 429
 
 
 def test_long_keys_are_kept_as_digests(loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
     lim = cluster_limit(loop, clock, FakeRedis(clock), key="header:x-user")
     f = RateLimitFilter([lim])
     long_value = "u" * 4000
-    assert f.on_request(conn(), request(("X-User", long_value))) is None
-    assert f.on_request(conn(), request(("X-User", long_value))) is None  # the same entry, found again
+    assert decide(f, None, request(("X-User", long_value))) is None
+    assert decide(f, None, request(("X-User", long_value))) is None  # the same entry, found again
     assert [len(k) for k in lim.entries] == [16]
 
 
@@ -418,9 +427,9 @@ def test_idle_keys_are_dropped(loop: asyncio.AbstractEventLoop, clock: Clock) ->
     redis = FakeRedis(clock)
     lim = cluster_limit(loop, clock, redis)
     f = RateLimitFilter([lim])
-    f.on_request(conn(b"1.1.1.1"), request())
+    decide(f, b"1.1.1.1", request())
     settle(loop)
-    f.on_request(conn(b"2.2.2.2"), request())
+    decide(f, b"2.2.2.2", request())
     clock.advance(cluster.IDLE + 1)
     lim._sweep()  # 2.2.2.2 still owes its credit: charged first
     assert set(lim.entries) == {b"2.2.2.2"}

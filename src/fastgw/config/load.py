@@ -21,6 +21,7 @@ from .model import Config
 from .report import ConfigError, Context, Report, fields, section
 from .sections.access_log import validate_access_log
 from .sections.errors import validate_errors
+from .sections.hide_backend_headers import validate_hide_backend_headers
 from .sections.limits import validate_limits
 from .sections.listen import validate_admin, validate_listen
 from .sections.rate_limits import validate_rate_limit_table, validate_rate_limits
@@ -45,6 +46,7 @@ SECTIONS: dict[str, Callable[[Report, Path, Any, Context], Any]] = {
     "routes": validate_routes,
     "errors": validate_errors,
     "access_log": validate_access_log,
+    "hide_backend_headers": validate_hide_backend_headers,
 }
 TOP_LEVEL = ("workers", "grace_period", "pidfile", *SECTIONS)
 TOP_LEVEL_UNSUPPORTED = ("auth", "cache_size")

@@ -154,15 +154,27 @@ class RouteHeaders:
 
 
 @dataclass(frozen=True, slots=True)
+class Condition:
+    """A request condition of a route: header `name` (lower-case) or query parameter `name` is
+    present (`op` "present"), equals `value` ("exact") or starts with it ("prefix")."""
+
+    kind: Literal["header", "query"]
+    name: str
+    op: Literal["exact", "present", "prefix"]
+    value: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Match:
     """Exactly one of `path` (exact or with `{param}` / trailing `{name*}` segments) and `prefix`
     is set. `methods` is None for any method; `host` is lower-case without port, may start with
-    `*.` for a suffix wildcard."""
+    `*.` for a suffix wildcard. `conditions` (headers, then query parameters) must all hold."""
 
     path: str | None = None
     prefix: str | None = None
     methods: tuple[str, ...] | None = None
     host: str | None = None
+    conditions: tuple[Condition, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +242,10 @@ class AccessLog:
     format: Literal["json", "combined"] = "json"
 
 
+HIDDEN_BACKEND_HEADERS = ("server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version", "via")
+"""Response headers that name the backend's software, dropped by default (`hide_backend_headers`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     source: str
@@ -246,3 +262,5 @@ class Config:
     errors: Errors = field(default_factory=Errors)
     access_log: AccessLog = field(default_factory=AccessLog)
     pidfile: str | None = None
+    hide_backend_headers: tuple[str, ...] = HIDDEN_BACKEND_HEADERS
+    """Lower-case response header names never relayed from upstreams."""

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from fastgw._proxy import owned_header_reason
+
 from .model import Address, IPNetwork
 from .report import shown
 from .units import parse_duration, parse_size
@@ -47,37 +49,6 @@ MAX_WORKERS = 1024
 TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PORT = re.compile(r"[0-9]{1,5}")
 _HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
-
-# Headers the gateway itself manages on every hop; a route may neither set nor remove them.
-_FRAMING = "it frames the message, and the gateway manages framing itself"
-_HOP_BY_HOP = "it is hop-by-hop: the gateway manages each connection's own"
-_OWNED_HEADERS: dict[str, str] = {
-    "host": "the client's Host is forwarded as is; set the upstream's host_header to change it",
-    "content-length": _FRAMING,
-    "transfer-encoding": _FRAMING,
-    "trailer": _FRAMING,
-    "connection": _HOP_BY_HOP,
-    "keep-alive": _HOP_BY_HOP,
-    "te": _HOP_BY_HOP,
-    "upgrade": _HOP_BY_HOP,
-    "proxy-connection": _HOP_BY_HOP,
-}
-# Headers whose value the gateway decides for each request (DESIGN §5, §8), per direction: an edit
-# would fight the gateway's own value, or let a client-facing contract be switched off silently.
-_FORWARDING = "the gateway sets it from the client connection (see trusted_proxies)"
-_OWNED_BY_DIRECTION: dict[str, dict[str, str]] = {
-    "request": {
-        "x-forwarded-for": _FORWARDING,
-        "x-forwarded-proto": _FORWARDING,
-        "x-forwarded-host": _FORWARDING,
-        "x-forwarded-port": _FORWARDING,
-        "x-real-ip": _FORWARDING,
-        "forwarded": _FORWARDING,
-        "x-request-id": "the gateway keeps the client's well-formed ID or generates one",
-    },
-    "response": {"x-request-id": "the gateway returns the request's ID to the client"},
-}
-
 
 def validate_workers(value: Any) -> int:
     if value == "auto":
@@ -264,12 +235,11 @@ def validate_header_name(value: Any) -> str:
 
 def editable_header(direction: str) -> Callable[[Any], str]:
     """A validator for a header name that a route may set or remove in `direction` (request or
-    response)."""
-    owned = {**_OWNED_HEADERS, **_OWNED_BY_DIRECTION[direction]}
+    response): not one the gateway owns (the exchange's own header table, so the two agree)."""
 
     def validate_editable_header(value: Any) -> str:
         name = validate_header_name(value)
-        reason = owned.get(name)
+        reason = owned_header_reason(name, direction)
         if reason is not None:
             raise ValueError(f"{value!r} cannot be set or removed: {reason}")
         return name

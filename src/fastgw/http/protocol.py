@@ -1,10 +1,10 @@
-"""The asyncio face of the compiled client protocol (`fastgw._core.ClientCore`, see
-`_core_src/proto.pxd` for what happens per request)."""
+"""The asyncio face of the compiled client protocol (`fastgw._proxy.ClientCore`, see
+`_proxy_src/exchange.pxd` for what happens per request)."""
 from __future__ import annotations
 
 import asyncio
 
-from fastgw._core import ClientCore
+from fastgw._proxy import ClientCore
 
 
 class ClientProtocol(ClientCore, asyncio.Protocol):

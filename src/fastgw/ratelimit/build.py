@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastgw.config.model import Config
+from fastgw.config.model import Config, Route
 
 from .filter import Decider, LocalLimit, route_filter
 from .shared import COUNTERS, SharedBuckets
@@ -45,10 +45,10 @@ class WorkerRateLimits:
 
 
 def attach_rate_limits(rt: Any, buckets: SharedBuckets | None, slot: int = 0) -> WorkerRateLimits | None:
-    """Builds every configured limit and appends one filter (`route_filter`) to the filters of
-    each route that lists limits. `buckets` is what the master set up before forking, `slot` the
-    worker's slot; without `buckets` (a runtime built outside the master, as in tests) this
-    process gets state of its own."""
+    """Builds every configured limit of a worker (`route_rate_limit_filter` then gives each
+    route its filter). `buckets` is what the master set up before forking, `slot` the worker's
+    slot; without `buckets` (a runtime built outside the master, as in tests) this process gets
+    state of its own."""
     config: Config = rt.config
     if not config.rate_limits:
         return None
@@ -64,8 +64,11 @@ def attach_rate_limits(rt: Any, buckets: SharedBuckets | None, slot: int = 0) ->
             from .cluster import ClusterLimit
 
             limits[name] = ClusterLimit(spec, rt.loop, config.routes)
-    for plan in rt.plans:
-        names = config.routes[plan.index].rate_limit
-        if names:
-            plan.filters = (*plan.filters, route_filter([limits[n] for n in names]))
     return WorkerRateLimits(limits, buckets, slot, rt.loop)
+
+
+def route_rate_limit_filter(rate_limits: WorkerRateLimits | None, route: Route) -> Any:
+    """The RATE_LIMIT-phase filter of `route`, or None when it lists no limits."""
+    if not route.rate_limit or rate_limits is None:
+        return None
+    return route_filter([rate_limits.limits[n] for n in route.rate_limit])

@@ -42,7 +42,7 @@ from typing import Any
 from fastgw.config.model import RateLimit, Route
 
 from .filter import STATS, limit_line
-from .keys import key_function, route_key
+from .keys import limit_key, request_key, route_key
 
 LEASE_TIME = 0.02
 """Seconds of the limit's rate that one lease holds (bounded by a quarter of the burst)."""
@@ -132,7 +132,7 @@ class ClusterLimit:
         self._low = self.lease // 2
         self._interval = 1.0 / spec.rate
         self._args = (repr(1e6 / spec.rate), repr(spec.burst * 1e6 / spec.rate))
-        self._keyf = key_function(spec.key)
+        self._rkey = request_key(spec.key)
         self._route_keys = tuple(route_key(r) for r in routes)
         digest = hashlib.blake2b(spec.identity.encode(), digest_size=6).hexdigest()
         self._prefix = f"fastgw:rl:{spec.name}:{digest}:"
@@ -162,11 +162,10 @@ class ClusterLimit:
 
     # ---- decisions (request path) -------------------------------------------------------------
 
-    def key(self, proto: Any, req: Any) -> bytes:
-        keyf = self._keyf
-        if keyf is None:
+    def key(self, req: Any) -> bytes:
+        if self.spec.key == "route":
             return self._route_keys[req.plan.index]
-        return keyf(proto, req)
+        return limit_key(self._rkey, req)
 
     def _entry(self, key: bytes, now: float) -> Lease:
         if len(key) > MAX_KEY:

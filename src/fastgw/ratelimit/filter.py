@@ -1,14 +1,15 @@
 """The rate-limit request filter and the local-scope limit it decides with.
 
-One filter per limited route (`route_filter`), built once per worker. Per request it computes
-each limit's key, takes one token from each bucket, and either lets the request go on with
-`RateLimit-*` lines appended to `req.resp_extra`, or refuses it with 429 and `Retry-After`
+One filter per limited route (`route_filter`), built once per worker; it runs in the pipeline's
+RATE_LIMIT phase, after auth, so identity keys (`claim:`, `consumer`) are known. Per request it
+computes each limit's key, takes one token from each bucket, and either lets the request go on
+with `RateLimit-*` lines on whatever response it gets, or refuses it with 429 and `Retry-After`
 (DESIGN §5, §8). Nothing here allocates beyond the key, its hash and the rendered header lines.
 The common case, a route whose only limit is local, is served in C by the limit's compiled twin
 (`fastgw._core.LocalLimitFilter`); `RateLimitFilter` serves the others with the same rules.
 
 A limit (`LocalLimit` here, `ClusterLimit` in `cluster`) offers the same small interface:
-`key(proto, req)`, `take(key)` and `check(key)` (would one token be granted? takes nothing), after
+`key(req)`, `take(key)` and `check(key)` (would one token be granted? takes nothing), after
 either of which `remaining`, `reset_s` and `retry_s` describe that bucket, plus the prebuilt
 `limit_line` and the counters.
 
@@ -22,10 +23,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from fastgw._core import BucketTable, Limit, LocalLimitFilter
+from fastgw._core import BucketTable, Limit
+from fastgw._proxy import LocalLimitFilter, Reply
 from fastgw.config.model import RateLimit, Route
+from fastgw.pipeline import RequestPhase
 
-from .keys import key_function, route_key
+from .keys import limit_key, request_key, route_key
 
 NS = 1_000_000_000
 STATS = ("allowed", "refused", "shadow_refused")
@@ -43,7 +46,7 @@ class Decider(Protocol):
     refused: int
     shadow_refused: int
 
-    def key(self, proto: Any, req: Any) -> Any: ...
+    def key(self, req: Any) -> Any: ...
     def take(self, key: Any) -> bool: ...
     def check(self, key: Any) -> bool: ...
     def refusal_message(self) -> str | None: ...
@@ -65,7 +68,7 @@ class LocalLimit:
     this limit alone, and holds the counters of both."""
 
     __slots__ = (
-        "spec", "enforce", "limit", "table", "limit_id", "limit_line", "compiled", "_keyf", "_route_keys",
+        "spec", "enforce", "limit", "table", "limit_id", "limit_line", "compiled", "_rkey", "_route_keys",
         "_peek_n", "remaining", "reset_s", "retry_s",
     )
 
@@ -76,10 +79,10 @@ class LocalLimit:
         self.table = table
         self.limit_id = limit_id(spec)
         self.limit_line = limit_line(spec)
-        self._keyf = key_function(spec.key)
+        self._rkey = request_key(spec.key)
         self._route_keys = tuple(table.key_hash(self.limit_id, route_key(r)) for r in routes)
         self.compiled = LocalLimitFilter(
-            table, self.limit, self.limit_id, self.limit_line, spec.key, self._route_keys, spec.enforce
+            table, self.limit, self.limit_id, self.limit_line, self._rkey, self._route_keys, spec.enforce
         )
         # More tokens than the bucket can ever hold: the table refuses without touching the
         # bucket and reports what is left, which is how `check` peeks.
@@ -112,11 +115,10 @@ class LocalLimit:
     def shadow_refused(self, value: int) -> None:
         self.compiled.shadow_refused = value
 
-    def key(self, proto: Any, req: Any) -> int:
-        keyf = self._keyf
-        if keyf is None:
+    def key(self, req: Any) -> int:
+        if self.spec.key == "route":
             return self._route_keys[req.plan.index]  # type: ignore[no-any-return]
-        return self.table.key_hash(self.limit_id, keyf(proto, req))
+        return self.table.key_hash(self.limit_id, limit_key(self._rkey, req))
 
     def take(self, key: int) -> bool:
         table = self.table
@@ -151,8 +153,10 @@ def _lines(lim: Decider) -> bytes:
     return lim.limit_line + b"ratelimit-remaining: %d\r\nratelimit-reset: %d\r\n" % (lim.remaining, lim.reset_s)
 
 
-def _refuse(lim: Decider, retry_s: int) -> tuple[int, str | None, bytes]:
-    return 429, lim.refusal_message(), b"retry-after: %d\r\n" % max(retry_s, 1) + _lines(lim)
+def _refuse(lim: Decider, retry_s: int) -> Reply:
+    lines = b"retry-after: %d\r\n" % max(retry_s, 1) + _lines(lim)
+    headers = [tuple(line.split(b": ", 1)) for line in lines.split(b"\r\n") if line]
+    return Reply.error(429, lim.refusal_message(), headers)
 
 
 def route_filter(limits: Sequence[Decider]) -> Any:
@@ -164,9 +168,10 @@ def route_filter(limits: Sequence[Decider]) -> Any:
 
 
 class RateLimitFilter:
-    """The request filter of one route (`RoutePlan.filters`)."""
+    """The request filter of one route whose limits are several, or cluster-scope."""
 
     __slots__ = ("limits", "_one")
+    request_phase = RequestPhase.RATE_LIMIT
 
     def __init__(self, limits: Sequence[Decider]) -> None:
         if not limits:
@@ -174,10 +179,10 @@ class RateLimitFilter:
         self.limits = tuple(limits)
         self._one = self.limits[0] if len(self.limits) == 1 else None
 
-    def on_request(self, proto: Any, req: Any) -> tuple[int, str | None, bytes] | None:
+    def on_request(self, req: Any) -> Reply | None:
         lim = self._one
         if lim is not None:
-            if lim.take(lim.key(proto, req)):
+            if lim.take(lim.key(req)):
                 lim.allowed += 1
             elif lim.enforce:
                 lim.refused += 1
@@ -186,11 +191,11 @@ class RateLimitFilter:
                 lim.shadow_refused += 1
             req.resp_extra += _lines(lim)
             return None
-        return self._several(proto, req)
+        return self._several(req)
 
-    def _several(self, proto: Any, req: Any) -> tuple[int, str | None, bytes] | None:
+    def _several(self, req: Any) -> Reply | None:
         limits = self.limits
-        keys = [lim.key(proto, req) for lim in limits]
+        keys = [lim.key(req) for lim in limits]
         refusing = None
         retry_s = 0
         for lim, key in zip(limits, keys, strict=True):

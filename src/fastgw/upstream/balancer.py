@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from hashlib import blake2b
 from typing import Any
 
+from fastgw._proxy import RequestKey
 from fastgw.config.model import HashKey, Upstream
 from fastgw.upstream.target import IDLE_ROUNDS, PickClock, TargetState
 
@@ -208,11 +209,11 @@ class ConsistentHash:
         )
         self._points = [point for point, _ in ring]
         self._owners = [targets[index] for _, index in ring]
-        self._key = key_reader(key)
+        self._key = request_key(key)
         self._fallback = RoundRobin(targets)
 
     def pick(self, proto: Any, req: Any, exclude: TargetState | None) -> TargetState | None:
-        key = self._key(proto, req)
+        key = self._key.of(req)
         if key is None:
             return self._fallback.pick(proto, req, exclude)
         return self.owner(hash64(key), exclude)
@@ -234,28 +235,9 @@ class ConsistentHash:
         return fallback
 
 
-def key_reader(key: HashKey) -> Any:
-    """`(proto, req) -> bytes | None`: the request's hash key, None when it has none."""
-    if key.kind == "ip":
-        return lambda proto, req: proto.peer or None
-    if key.kind == "path":
-        return lambda proto, req: req.path
-    name = (key.name or "").encode("latin-1").lower()
-    if key.kind == "header":
-        return lambda proto, req: req.header(name)
-
-    def cookie(proto: Any, req: Any) -> bytes | None:
-        """The first Cookie header's NAME value (clients send one Cookie header, RFC 6265 §5.4)."""
-        value = req.header(b"cookie")
-        if value is None:
-            return None
-        for pair in value.split(b";"):
-            k, sep, v = pair.partition(b"=")
-            if sep and k.strip() == name:
-                return v.strip()  # type: ignore[no-any-return]
-        return None
-
-    return cookie
+def request_key(key: HashKey) -> RequestKey:
+    """The request key a `hash_key` names: the pipeline's, shared with rate limits."""
+    return RequestKey(key.kind, key.name) if key.name else RequestKey(key.kind)
 
 
 Balancer = Single | RoundRobin | Weighted | LeastConn | P2CEwma | ConsistentHash

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastgw._core import UpstreamCore
+from fastgw._proxy import UpstreamCore
 
 
 class UpstreamConnection(UpstreamCore, asyncio.Protocol):

@@ -119,10 +119,12 @@ class UpstreamGroup(TargetGroup):
     """The targets of one upstream with their pools. Picking, retries and health are
     `TargetGroup`'s (`fastgw.upstream.group`): `pick`, `on_request`, `retry`, `retry_statuses`."""
 
-    __slots__ = ()
+    __slots__ = ("default_host_line",)
 
     def __init__(
         self, upstream: Upstream, clock: Clock, loop: asyncio.AbstractEventLoop, view: GroupView | None = None
     ) -> None:
         pools = [TargetPool(t, upstream, clock, loop) for t in upstream.targets]
         super().__init__(upstream, pools, [p.label for p in pools], clock, view)
+        self.default_host_line = b"host: %s\r\n" % pools[0].label.encode()
+        """For HTTP/1.0 clients that sent no Host: the first target's address."""

@@ -26,18 +26,18 @@ cdef int _json_str(OutBuf* b, const char* s, Py_ssize_t n) except -1:
             continue
         # Copy the run of plain bytes before this one in one piece.
         if i > run:
-            _add(b, s + run, i - run)
+            buf_add(b, s + run, i - run)
         run = i + 1
         if c == 34 or c == 92:
             esc[0] = 92
             esc[1] = c
-            _add(b, esc, 2)
+            buf_add(b, esc, 2)
         elif c < 0x20 or c >= 0x7f:
             if c >= 0x80:
                 # Latin-1 code point as UTF-8 (two bytes).
                 esc[0] = <char>(0xc0 | (c >> 6))
                 esc[1] = <char>(0x80 | (c & 0x3f))
-                _add(b, esc, 2)
+                buf_add(b, esc, 2)
             else:
                 esc[0] = 92
                 esc[1] = 117
@@ -45,24 +45,24 @@ cdef int _json_str(OutBuf* b, const char* s, Py_ssize_t n) except -1:
                 esc[3] = 48
                 esc[4] = _HEX[c >> 4]
                 esc[5] = _HEX[c & 15]
-                _add(b, esc, 6)
+                buf_add(b, esc, 6)
     if n > run:
-        _add(b, s + run, n - run)
+        buf_add(b, s + run, n - run)
     return 0
 
 
 cdef int _json_bytes(OutBuf* b, bytes s) except -1:
     if s is None:
-        return _add(b, b"null", 4)
-    _add(b, b"\"", 1)
+        return buf_add(b, b"null", 4)
+    buf_add(b, b"\"", 1)
     _json_str(b, PyBytes_AS_STRING(s), PyBytes_GET_SIZE(s))
-    return _add(b, b"\"", 1)
+    return buf_add(b, b"\"", 1)
 
 
 cdef int _clf_str(OutBuf* b, bytes s) except -1:
     """A quoted combined-log field: `"` and `\\` and non-printable bytes as \\xHH (as nginx)."""
     if s is None:
-        return _add(b, b"-", 1)
+        return buf_add(b, b"-", 1)
     cdef const char* p = PyBytes_AS_STRING(s)
     cdef Py_ssize_t i, n = PyBytes_GET_SIZE(s)
     cdef unsigned char c
@@ -74,9 +74,9 @@ cdef int _clf_str(OutBuf* b, bytes s) except -1:
             esc[1] = 120
             esc[2] = _HEX[c >> 4]
             esc[3] = _HEX[c & 15]
-            _add(b, esc, 4)
+            buf_add(b, esc, 4)
         else:
-            _add(b, p + i, 1)
+            buf_add(b, p + i, 1)
     return 0
 
 
@@ -90,7 +90,7 @@ cdef class AccessLog:
         self.on_error = None
 
     def __dealloc__(self):
-        _buf_free(&self.buf)
+        buf_free(&self.buf)
 
     def set_fd(self, int fd):
         """Points the log at a new descriptor (after USR1 reopened the file); flush first."""
@@ -110,52 +110,52 @@ cdef class AccessLog:
         if us < 0:
             us = 0
         if self.json:
-            _add(b, b"{\"ts\":\"", 7)
-            _addb(b, self.now_text)
-            _add(b, b"\",\"remote\":", 11)
+            buf_add(b, b"{\"ts\":\"", 7)
+            buf_addb(b, self.now_text)
+            buf_add(b, b"\",\"remote\":", 11)
             _json_bytes(b, peer)
-            _add(b, b",\"method\":", 10)
+            buf_add(b, b",\"method\":", 10)
             _json_bytes(b, req.method)
-            _add(b, b",\"uri\":", 7)
+            buf_add(b, b",\"uri\":", 7)
             _json_bytes(b, req.url)
-            _add(b, b",\"status\":", 10)
-            _add_int(b, req.status, 10)
-            _add(b, b",\"bytes\":", 9)
-            _add_int(b, req.sent, 10)
-            _add(b, b",\"duration_ms\":", 15)
-            _add_int(b, us // 1000, 10)
-            _add(b, b".", 1)
-            _add(b, _HEX + (us % 1000) // 100, 1)
-            _add(b, _HEX + (us % 100) // 10, 1)
-            _add(b, _HEX + us % 10, 1)
-            _add(b, b",\"upstream\":\"", 13)
+            buf_add(b, b",\"status\":", 10)
+            buf_add_int(b, req.status, 10)
+            buf_add(b, b",\"bytes\":", 9)
+            buf_add_int(b, req.sent, 10)
+            buf_add(b, b",\"duration_ms\":", 15)
+            buf_add_int(b, us // 1000, 10)
+            buf_add(b, b".", 1)
+            buf_add(b, _HEX + (us % 1000) // 100, 1)
+            buf_add(b, _HEX + (us % 100) // 10, 1)
+            buf_add(b, _HEX + us % 10, 1)
+            buf_add(b, b",\"upstream\":\"", 13)
             label = PyUnicode_AsUTF8AndSize(req.upstream, &label_len)
             _json_str(b, label, label_len)
-            _add(b, b"\",\"request_id\":", 15)
+            buf_add(b, b"\",\"request_id\":", 15)
             _json_bytes(b, req.rid)
-            _add(b, b"}\n", 2)
+            buf_add(b, b"}\n", 2)
         else:
-            _addb(b, peer)
-            _add(b, b" - - [", 6)
-            _addb(b, self.now_text)
-            _add(b, b"] \"", 3)
+            buf_addb(b, peer)
+            buf_add(b, b" - - [", 6)
+            buf_addb(b, self.now_text)
+            buf_add(b, b"] \"", 3)
             _clf_str(b, req.method)
-            _add(b, b" ", 1)
+            buf_add(b, b" ", 1)
             _clf_str(b, req.url)
             if req.ver == 11:
-                _add(b, b" HTTP/1.1\" ", 11)
+                buf_add(b, b" HTTP/1.1\" ", 11)
             elif req.ver == 10:
-                _add(b, b" HTTP/1.0\" ", 11)
+                buf_add(b, b" HTTP/1.0\" ", 11)
             else:
-                _add(b, b"\" ", 2)
-            _add_int(b, req.status, 10)
-            _add(b, b" ", 1)
-            _add_int(b, req.sent, 10)
-            _add(b, b" \"", 2)
+                buf_add(b, b"\" ", 2)
+            buf_add_int(b, req.status, 10)
+            buf_add(b, b" ", 1)
+            buf_add_int(b, req.sent, 10)
+            buf_add(b, b" \"", 2)
             _clf_str(b, req.referer)
-            _add(b, b"\" \"", 3)
+            buf_add(b, b"\" \"", 3)
             _clf_str(b, req.ua)
-            _add(b, b"\"\n", 2)
+            buf_add(b, b"\"\n", 2)
         if b.len > LOG_FLUSH_AT:
             self.flush()
         return 0

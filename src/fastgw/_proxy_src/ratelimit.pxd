@@ -5,20 +5,19 @@
 # counters too.
 #
 # Call order: built once per worker and limit (fastgw.ratelimit.filter.LocalLimit); per request
-# on_request(proto, req) from ClientCore._start, like any filter in Plan.filters.
+# on_request(req) from ClientCore.run_filters, like any filter of Plan.request_filters.
 
 cimport cython
 
 
 @cython.final
-cdef class LocalLimitFilter:
+cdef class LocalLimitFilter(Filter):
     cdef BucketTable _table
     cdef Limit _limit
     cdef bytes _limit_id
     cdef bytes _limit_line        # b"ratelimit-limit: <burst>\r\n"
-    cdef int _kind                # _RL_KEY_IP, _RL_KEY_HEADER or _RL_KEY_ROUTE
-    cdef bytes _header            # lower-case header name for _RL_KEY_HEADER
-    cdef tuple _route_keys        # table keys by route index for _RL_KEY_ROUTE
+    cdef RequestKey _key
+    cdef tuple _route_keys        # table keys by route index, for the `route` key
     cdef bint _enforce
     cdef public long long allowed
     cdef public long long refused

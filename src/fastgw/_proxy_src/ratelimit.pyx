@@ -1,12 +1,8 @@
-# The compiled local-scope rate-limit filter (see ratefilter.pxd for why and when it is used).
+# The compiled local-scope rate-limit filter (see ratelimit.pxd for why and when it is used).
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memcpy
 
 cdef enum:
-    _RL_KEY_IP = 0
-    _RL_KEY_HEADER = 1
-    _RL_KEY_ROUTE = 2
     _RL_LINES_MAX = 192           # retry-after + limit + remaining + reset lines, int64 values
 
 
@@ -52,54 +48,46 @@ cdef bytes _rl_lines(bytes limit_line, long long retry_s, long long remaining, l
     return PyBytes_FromStringAndSize(buf, n)
 
 
-cdef class LocalLimitFilter:
-    """The request filter of a route whose only limit is local-scope: the key (`ip`,
-    `header:NAME` falling back to b"\\0" + the client IP, or `route`), one decision in the shared
-    table, and the response lines; 429 with Retry-After when it refuses (unless shadow mode)."""
+cdef class LocalLimitFilter(Filter):
+    """The request filter of a route whose only limit is local-scope: the key (a RequestKey, or
+    the route's own key), one decision in the shared table, and the response lines; 429 with
+    Retry-After when it refuses (unless shadow mode). A request without its key's value (no such
+    header, claim or consumer) is charged to its client address in a namespace of its own (NUL
+    before the address), so that omitting a header is never a way around a limit."""
 
     def __init__(self, BucketTable table not None, Limit limit not None, bytes limit_id not None,
-                 bytes limit_line not None, str key not None, tuple route_keys not None, bint enforce):
+                 bytes limit_line not None, RequestKey key not None, tuple route_keys not None, bint enforce):
         if PyBytes_GET_SIZE(limit_line) > 64:
             raise ValueError("limit_line is longer than 64 bytes")
+        self.request_phase = RQ_RATE_LIMIT
         self._table = table
         self._limit = limit
         self._limit_id = limit_id
         self._limit_line = limit_line
         self._route_keys = route_keys
         self._enforce = enforce
-        self._header = None
-        if key == "ip":
-            self._kind = _RL_KEY_IP
-        elif key == "route":
-            self._kind = _RL_KEY_ROUTE
-        elif key.startswith("header:"):
-            self._kind = _RL_KEY_HEADER
-            self._header = key[7:].lower().encode("latin-1")
-        else:
-            raise ValueError(f"unknown rate-limit key {key!r}")
+        self._key = key
 
-    def on_request(self, proto, Request req not None):
+    cdef int on_request(self, Request req) except -1:
         cdef BucketTable table = self._table
         cdef uint64_t key
         cdef bytes value
-        if self._kind == _RL_KEY_ROUTE:
-            key = self._route_keys[req.plan.index]
+        if self._key.kind == KEY_ROUTE:
+            key = self._route_keys[(<Plan>req.plan).index]
         else:
-            if self._kind == _RL_KEY_IP:
-                value = proto.peer
-            else:
-                value = req.header(self._header)
-                if not value:
-                    value = b"\0" + proto.peer
+            value = self._key.of(req)
+            if value is None:
+                value = b"\0" + req.client_ip()
             key = table.key_hash(self._limit_id, value)
         if table.consume(key, self._limit, 1):
             self.allowed += 1
         elif self._enforce:
             self.refused += 1
-            return 429, None, _rl_lines(self._limit_line, _rl_ceil_s(table.retry_after_ns), 0,
-                                        _rl_ceil_s(table.reset_after_ns))
+            req.reply = Reply.make_error(429, None, _rl_lines(self._limit_line, _rl_ceil_s(table.retry_after_ns), 0,
+                                                              _rl_ceil_s(table.reset_after_ns)))
+            return RESPONDED
         else:
             self.shadow_refused += 1
         req.resp_extra = req.resp_extra + _rl_lines(self._limit_line, 0, table.remaining,
                                                     _rl_ceil_s(table.reset_after_ns))
-        return None
+        return CONTINUE

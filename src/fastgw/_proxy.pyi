@@ -1,0 +1,230 @@
+"""Type stubs for the private compiled proxy `fastgw._proxy` (exchange, pipeline, access log).
+Internal to the gateway's workers; typed so that the Python modules around them check, and so
+that Python filters know the request, reply and response-head API (see fastgw.pipeline)."""
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from fastgw._core import BucketTable, Limit, RouteMatch
+
+FILTER_RESULTS: dict[str, int]
+REQUEST_PHASES: dict[str, int]
+RESPONSE_PHASES: dict[str, int]
+HEADER_TABLE: tuple[tuple[bytes, int, int, str | None, str | None], ...]
+
+def owned_header_reason(name: str, direction: str) -> str | None:
+    """Why a route may not set or remove `name` in `direction` ("request" or "response")."""
+
+def folds_to_owned(name: bytes) -> bool:
+    """Whether `name` read with `_` as `-` is a header the gateway owns or frames with."""
+
+def status_line(status: int) -> bytes:
+    """`HTTP/1.1 NNN Reason\r\n`, the same table gateway-made replies and proxied heads use."""
+
+def valid_host(host: bytes) -> bool:
+    """RFC 9110 Host syntax: a host name of non-empty labels or an IP literal, optional port."""
+
+class Reject(Exception):
+    status: int
+    message: str | None
+    def __init__(self, status: int, message: str | None = None) -> None: ...
+
+class Halt(Exception): ...
+
+class RequestIds:
+    def __init__(self, prefix: bytes) -> None: ...
+    def next(self) -> bytes: ...
+
+class RequestKey:
+    """`RequestKey("ip" | "route" | "path" | "consumer")` or `RequestKey("header" | "cookie" |
+    "query" | "claim", NAME)`: which bytes of a request name it (rate limits, hashing, splits)."""
+
+    kind: int
+    name: bytes | None
+    def __init__(self, kind: str, name: str | None = None) -> None: ...
+    def of(self, req: Request) -> bytes | None:
+        """The key bytes, or None when the request has no such value."""
+
+class Reply:
+    """A response the gateway makes itself."""
+
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+    is_error: bool
+    message: str | None
+    def __init__(self, status: int, headers: Iterable[tuple[bytes, bytes]] = (), body: bytes = b"") -> None: ...
+    @staticmethod
+    def error(status: int, message: str | None = None, headers: Iterable[tuple[bytes, bytes]] = ()) -> Reply:
+        """A gateway error: the configured error format's body for `status`."""
+
+class ResponseHead:
+    """The response head response filters edit: `headers` is a flat [name, value, ...] list."""
+
+    status: int
+    headers: list[bytes]
+    is_local: bool
+    def get(self, lname: bytes) -> bytes | None: ...
+    def remove(self, lname: bytes) -> None: ...
+    def set(self, name: bytes, value: bytes) -> None: ...
+    def add(self, name: bytes, value: bytes) -> None: ...
+    def stream_through(self, filter: Any, transforms: bool = True) -> None: ...
+
+class Request:
+    """One request as every phase sees it."""
+
+    method: bytes
+    url: bytes
+    path: bytes
+    query: bytes
+    host: bytes | None
+    rid: bytes
+    peer: bytes
+    trusted_peer: bool
+    ua: bytes | None
+    referer: bytes | None
+    params: RouteMatch | None
+    phase: int
+    ex: Any
+    plan: Plan | None
+    group: Any
+    upstream: str
+    reply: Reply | None
+    resp_extra: bytes
+    identity: Any
+    claims: dict[str, Any] | None
+    status: int
+    sent: int
+    @staticmethod
+    def build(
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        *,
+        method: bytes = b"GET",
+        path: bytes = b"/",
+        host: bytes | None = None,
+        peer: bytes = b"127.0.0.1",
+        query: bytes = b"",
+    ) -> Request:
+        """A request built without a connection, for tests and embedding."""
+    def header(self, lname: bytes) -> bytes | None: ...
+    def header_values(self, lname: bytes) -> list[bytes]: ...
+    @property
+    def headers(self) -> list[tuple[bytes, bytes, bytes]]: ...
+    @property
+    def client_address(self) -> bytes: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def vars(self) -> dict[str, Any]: ...
+    @property
+    def route_params(self) -> dict[str, str] | None: ...
+    def set_upstream_header(self, name: bytes, value: bytes) -> None: ...
+    def remove_upstream_header(self, name: bytes) -> None: ...
+    def add_response_header(self, name: bytes, value: bytes) -> None: ...
+    def resume(self, result: Reply | None = None) -> None: ...
+
+class Filter:
+    """Base of compiled filters."""
+
+    request_phase: int
+    response_phase: int
+    target: Any
+    @property
+    def name(self) -> str: ...
+    def run_request(self, req: Request) -> Reply | None: ...
+
+class PyFilter(Filter):
+    def __init__(self, obj: Any) -> None: ...
+
+def as_filter(obj: Any) -> Filter: ...
+
+class Rewrite:
+    def __init__(self, prefix: str | None = None, template: str | None = None) -> None: ...
+
+class Split:
+    groups: tuple[Any, ...]
+    names: tuple[str, ...]
+    def __init__(
+        self, groups: Iterable[Any], names: Iterable[str], weights: Iterable[int], sticky: RequestKey | None = None
+    ) -> None: ...
+    def choose(self, req: Request) -> int: ...
+
+class Plan:
+    """A route compiled for the request path, built once per worker generation."""
+
+    index: int
+    upstream: str
+    group: Any
+    split: Split | None
+    route_key: bytes
+    strip_len: int
+    rewrite: Rewrite | None
+    request_drop: tuple[bytes, ...]
+    request_set: bytes
+    response_drop: tuple[bytes, ...]
+    response_set: bytes
+    host_header: bytes | None
+    request_filters: tuple[Filter, ...]
+    response_filters: tuple[Filter, ...]
+    responder: Filter | None
+    def __init__(self, index: int, upstream: str = "") -> None: ...
+
+class Condition:
+    def __init__(self, kind: str, name: str, op: str, value: str | None = None) -> None: ...
+
+class RouteChoice:
+    def __init__(
+        self, plans: Iterable[Plan], conditions: Iterable[Iterable[Condition]], fallback: Plan | None = None
+    ) -> None: ...
+    def choose(self, req: Request) -> Plan | None: ...
+
+class AccessLog:
+    fd: int
+    on_error: Callable[[int], None] | None
+    def __init__(self, fd: int, format: str) -> None: ...
+    def set_fd(self, fd: int) -> None: ...
+    def tick(self, now_text: bytes) -> None: ...
+    def write(self, peer: bytes, req: Request) -> None: ...
+    def flush(self) -> None: ...
+    @property
+    def buffered(self) -> int: ...
+
+class UpstreamCore:
+    pool: Any
+    transport: Any
+    closed: bool
+    reused: bool
+    last_active: float
+    def __init__(self, pool: Any) -> None: ...
+    def release(self, reusable: bool) -> None: ...
+    def abort(self) -> None: ...
+    def timed_out(self) -> None: ...
+    @property
+    def busy(self) -> bool: ...
+
+class ClientCore:
+    transport: Any
+    peer: bytes
+    closing: bool
+    last_active: float
+    def __init__(self, rt: Any, listener: Any) -> None: ...
+    def reject(self, status: int, message: str | None = None) -> None: ...
+    def sweep(self, now: float) -> None: ...
+    def drain(self) -> None: ...
+
+class LocalLimitFilter(Filter):
+    """The request filter of a route whose only limit is local-scope."""
+
+    allowed: int
+    refused: int
+    shadow_refused: int
+    def __init__(
+        self,
+        table: BucketTable,
+        limit: Limit,
+        limit_id: bytes,
+        limit_line: bytes,
+        key: RequestKey,
+        route_keys: tuple[int, ...],
+        enforce: bool,
+    ) -> None: ...

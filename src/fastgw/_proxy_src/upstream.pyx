@@ -1,0 +1,114 @@
+# The upstream side of the exchange (see upstream.pxd).
+
+cdef class UpstreamCore:
+    """One keep-alive connection to a target. It parses responses and hands every event to the
+    client exchange it is bound to; it carries no per-request object of its own."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.parser = _ResponseParser(self)
+        self.hpairs = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, bytes data):
+        cdef ClientCore client = self.client
+        if client is None or self.done:
+            # Bytes nobody asked for: the connection's framing can no longer be trusted.
+            self.broken = True
+            self.transport.abort()
+            return
+        self.got_bytes = True
+        self.last_active = _now()
+        try:
+            self.parser.feed_data(data)
+        except _ParserUpgrade:
+            client.upstream_failed(self, F_PROTOCOL, "upstream switched protocols unrequested")
+            return
+        except _ParserError as exc:
+            if self.client is not None:
+                client.upstream_failed(self, F_PROTOCOL, f"invalid upstream response: {exc}")
+            return
+        if self.done and self.client is not None:
+            client.upstream_complete(self)
+        else:
+            client.flush()
+
+    def connection_lost(self, exc):
+        self.closed = True
+        cdef ClientCore client = self.client
+        if client is not None and not self.done:
+            if self.until_close and exc is None:
+                client.upstream_message_complete(self)
+                self.done = True
+                client.upstream_complete(self)
+                return
+            client.upstream_lost(self)
+        else:
+            self.pool.forget(self)
+
+    def pause_writing(self):
+        if self.client is not None:
+            self.client.pause(P_UPSTREAM)
+
+    def resume_writing(self):
+        if self.client is not None:
+            self.client.resume(P_UPSTREAM)
+
+    # httptools callbacks. Once the response is complete (`done`), whatever llhttp still parses
+    # from the same read is bytes after the response: ignored, and the connection is not reused.
+
+    def on_message_begin(self):
+        if self.done:
+            self.broken = True
+        self.hpairs = []
+
+    def on_header(self, bytes name, bytes value):
+        self.hpairs.append(name)
+        self.hpairs.append(value)
+
+    def on_headers_complete(self):
+        if self.client is not None and not self.done:
+            self.client.upstream_head(self, self.parser.get_status_code(), self.hpairs)
+
+    def on_body(self, bytes body):
+        if self.client is not None and not self.done:
+            self.client.upstream_body(body)
+
+    def on_message_complete(self):
+        if self.client is not None and not self.done and self.client.upstream_message_complete(self):
+            self.keep_alive = self.parser.should_keep_alive()
+            self.done = True
+
+    cdef bind(self, ClientCore client):
+        self.client = client
+        self.done = False
+        self.until_close = False
+        self.got_bytes = False
+        self.last_active = _now()
+
+    cpdef release(self, bint reusable):
+        """Ends the exchange: back to the pool when the response was complete and framed, closed
+        otherwise (any doubt about where the next response starts means no reuse)."""
+        self.client = None
+        if reusable and not self.broken and not self.closed and self.keep_alive:
+            self.pool.give(self)
+        else:
+            self.abort()
+
+    cpdef abort(self):
+        self.client = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+        self.pool.forget(self)
+
+    def timed_out(self):
+        """Called by the sweeper when the upstream stayed silent past its read timeout."""
+        if self.client is not None:
+            self.client.upstream_failed(self, F_READ_TIMEOUT, "upstream read timed out")
+
+    @property
+    def busy(self):
+        return self.client is not None

@@ -1,0 +1,45 @@
+"""Builds each route's filter chain once per worker (DESIGN §3), from the features the route uses.
+
+A feature contributes filters through one builder here: `(runtime, route) -> filter | None`. The
+chain sorts what the builders return by phase, so the order of `BUILDERS` decides only between
+filters of the same phase. A filter with a request phase goes into `plan.request_filters`, one
+with a response phase into `plan.response_filters` (a filter may be both); a RESPOND-phase filter
+is the plan's terminal responder. A new feature is one builder function and one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastgw._proxy import Filter, as_filter
+from fastgw.config.model import Route
+from fastgw.ratelimit.build import route_rate_limit_filter
+
+from . import RequestPhase
+
+Builder = Callable[[Any, Route], Any]
+
+
+def _rate_limit(rt: Any, route: Route) -> Any:
+    return route_rate_limit_filter(rt.rate_limits, route)
+
+
+BUILDERS: tuple[Builder, ...] = (_rate_limit,)
+
+
+def attach_chains(rt: Any) -> None:
+    """Sets the request filters, response filters and responder of every plan of `rt`."""
+    for route, plan in zip(rt.config.routes, rt.plans, strict=True):
+        filters: list[Filter] = [as_filter(f) for build in BUILDERS if (f := build(rt, route)) is not None]
+        responders = [f for f in filters if f.request_phase == RequestPhase.RESPOND]
+        if len(responders) > 1:
+            raise ValueError(f"route {route.index} has more than one responder: {[f.name for f in responders]}")
+        plan.responder = responders[0] if responders else None
+        plan.request_filters = tuple(
+            sorted(
+                (f for f in filters if f.request_phase and f.request_phase != RequestPhase.RESPOND),
+                key=lambda f: f.request_phase,
+            )
+        )
+        plan.response_filters = tuple(sorted((f for f in filters if f.response_phase), key=lambda f: f.response_phase))
