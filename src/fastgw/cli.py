@@ -163,6 +163,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _version() -> str:
     try:
         import fastgw._core  # noqa: F401
+        import fastgw._proxy  # noqa: F401
 
         core = "compiled core"
     except ImportError:

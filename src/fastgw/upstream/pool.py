@@ -1,7 +1,7 @@
 """Per-worker upstream state: keep-alive pools per target and the group that picks a target.
 
 The connections themselves (`fastgw.upstream.connection.UpstreamConnection`, compiled in
-`fastgw._core`) parse responses and hand them to the client exchange they are bound to.
+`fastgw._proxy`) parse responses and hand them to the client exchange they are bound to.
 """
 from __future__ import annotations
 
