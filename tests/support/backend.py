@@ -374,8 +374,12 @@ async def _switch_protocols(conn: _Connection, req: _Request, args: list[str]) -
 
 
 async def _extra_bytes(conn: _Connection, req: _Request, args: list[str]) -> None:
-    await conn.send(200, [], b"complete", content_type=b"text/plain")
-    conn.writer.write(EXTRA_BYTES)
+    """A complete response and, in the same write, bytes shaped like a second one. One write, so
+    that they reach the gateway with the response, or at least before it can reuse the
+    connection: bytes that come after a reuse are indistinguishable from the answer to the next
+    request, for any proxy."""
+    conn.writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\ncomplete" + EXTRA_BYTES)
+    await conn.writer.drain()
 
 
 async def _headers(conn: _Connection, req: _Request, args: list[str]) -> None:

@@ -20,7 +20,9 @@ cdef class UpstreamCore:
     cdef bint broken                 # framing in doubt: never reused
     cdef bint until_close            # the current response ends when the connection closes
     cdef bint keep_alive
+    cdef int fd                      # the socket, for the idle check before reuse
 
+    cpdef bint has_pending(self)
     cdef bind(self, ClientCore client)
     cpdef release(self, bint reusable)
     cpdef abort(self)

@@ -1,5 +1,12 @@
 # The upstream side of the exchange (see upstream.pxd).
 
+from libc.errno cimport EAGAIN, EINTR, errno
+
+cdef extern from "<sys/socket.h>" nogil:
+    Py_ssize_t recv(int fd, void* buf, size_t n, int flags)
+    int MSG_PEEK
+    int MSG_DONTWAIT
+
 cdef class UpstreamCore:
     """One keep-alive connection to a target. It parses responses and hands every event to the
     client exchange it is bound to; it carries no per-request object of its own."""
@@ -11,6 +18,8 @@ cdef class UpstreamCore:
 
     def connection_made(self, transport):
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
 
     def data_received(self, bytes data):
         cdef ClientCore client = self.client
@@ -87,6 +96,17 @@ cdef class UpstreamCore:
         self.until_close = False
         self.got_bytes = False
         self.last_active = _now()
+
+    cpdef bint has_pending(self):
+        """Whether the idle connection has bytes or an EOF waiting that the loop has not read
+        yet: bytes after a response (a broken upstream) would otherwise be taken for the answer
+        to the next request sent on it, so such a connection is never reused."""
+        cdef char c
+        cdef Py_ssize_t n
+        if self.fd < 0:
+            return False
+        n = recv(self.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT)
+        return n >= 0 or (errno != EAGAIN and errno != EINTR)
 
     cpdef release(self, bint reusable):
         """Ends the exchange: back to the pool when the response was complete and framed, closed

@@ -54,10 +54,14 @@ class TargetPool(TargetState):
         idle = self.idle
         while idle:
             conn = idle.pop()
-            if not conn.closed:
-                conn.reused = True
-                self.busy.add(conn)
-                return conn
+            if conn.closed:
+                continue
+            if conn.has_pending():
+                conn.abort()
+                continue
+            conn.reused = True
+            self.busy.add(conn)
+            return conn
         return None
 
     async def connect(self) -> UpstreamConnection:
