@@ -19,8 +19,10 @@ $(VENV)/.deps: pyproject.toml
 
 venv: $(VENV)/.deps
 
+# flock: several builds at once (parallel checkouts' tools, CI retries) would write the same .c
+# and .so files; they take turns instead.
 $(CORE_SO): $(VENV)/.deps $(CORE_SRC) setup.py
-	$(PY) setup.py -q build_ext --inplace
+	flock src/fastgw/.build.lock $(PY) setup.py -q build_ext --inplace
 	touch $@
 
 compile: $(CORE_SO)
