@@ -274,8 +274,10 @@ def test_outlier_off_never_ejects(backends: dict[str, Backend], tmp_path: Path) 
         with Conn(gw.port) as conn:  # one connection: one worker
             statuses = Counter(conn.request("GET", "/app").status for _ in range(40))
         got = delta(before, app_counts(backends))
+        upstreams = http_get(gw.admin_port, "/upstreams")
     # Weighted round robin over two: every other request, all 20 of them, went to the 503 target.
     assert statuses == {503: 20, 200: 20} and got["a"] == 20 and got["b"] == 20, (statuses, got)
+    assert upstreams.status == 200 and upstreams.json()["upstreams"]["app"]["outlier"] is None, upstreams.summary()
 
 
 def test_resetting_target_get_is_retried_elsewhere(backends: dict[str, Backend], tmp_path: Path) -> None:

@@ -304,7 +304,7 @@ def upstreams_table(master: Master) -> dict[str, object]:
             "keepalive": up.keepalive,
             "timeouts": {"connect": up.timeouts.connect, "read": up.timeouts.read},
             "health": dataclasses.asdict(up.health) if up.health else None,
-            "outlier": dataclasses.asdict(up.outlier),
+            "outlier": dataclasses.asdict(up.outlier) if up.outlier else None,
             "retries": dataclasses.asdict(up.retries),
         }
     return table
