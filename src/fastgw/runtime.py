@@ -18,6 +18,7 @@ from fastgw.log import AccessLogWriter, log_exception, process_log
 from fastgw.pipeline.chain import attach_chains
 from fastgw.ratelimit import SharedBuckets, attach_rate_limits
 from fastgw.routing import compile_routes
+from fastgw.upstream.client import UpstreamClient
 from fastgw.upstream.pool import Clock, UpstreamGroup
 from fastgw.upstream.shared import UpstreamShared
 
@@ -49,6 +50,8 @@ class Runtime:
             name: UpstreamGroup(up, self.clock, loop, shared.view(up, slot) if shared is not None else None)
             for name, up in config.upstreams.items()
         }
+        self.client = UpstreamClient(loop, {name: up.host_header for name, up in config.upstreams.items()})
+        """The worker's own HTTP client over `groups` (aggregation calls, cache refreshes)."""
         self.trie, self.plans = compile_routes(config, self.groups)
         self.rate_limits = attach_rate_limits(self, buckets, slot)
         attach_chains(self)
@@ -121,6 +124,7 @@ class Runtime:
                 for pool in group.pools:
                     pool.sweep(now)
                 group.tick(now)
+            self.client.sweep(now)
             self._tick_clock(time.time())
         except Exception as exc:
             log_exception("sweeper", exc)
@@ -138,4 +142,5 @@ class Runtime:
         for group in self.groups.values():
             for pool in group.pools:
                 pool.close_all()
+        self.client.close()
         self.access.flush()
