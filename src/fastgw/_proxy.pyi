@@ -228,3 +228,26 @@ class LocalLimitFilter(Filter):
         route_keys: tuple[int, ...],
         enforce: bool,
     ) -> None: ...
+
+class AccessFilter(Filter):
+    """IP allow/deny on the client address: the most specific network decides."""
+
+    def __init__(self, allow: Iterable[Any], deny: Iterable[Any]) -> None: ...
+    def check(self, ip: bytes) -> bool: ...
+
+class CorsFilter(Filter):
+    def __init__(
+        self,
+        origins: Iterable[str],
+        methods: Iterable[str],
+        headers: Iterable[str] | None,
+        expose_headers: Iterable[str],
+        credentials: bool,
+        max_age: float | None,
+    ) -> None: ...
+
+class FixedResponder(Filter):
+    def __init__(self, reply: Reply) -> None: ...
+
+class Redirector(Filter):
+    def __init__(self, to: str, status: int) -> None: ...

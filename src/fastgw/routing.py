@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastgw._core import RouteTrie
-from fastgw._proxy import Condition, Plan, RouteChoice
+from fastgw._proxy import Condition, Plan, Rewrite, RouteChoice, Split
 from fastgw.config.model import Config, HeaderOps, Route
 from fastgw.ratelimit.keys import route_key
+from fastgw.upstream.balancer import request_key
 
 
 def _render(ops: HeaderOps) -> bytes:
@@ -42,6 +43,9 @@ def _plan(route: Route, config: Config) -> Plan:
     plan.response_set = _render(route.headers.response)
     if upstream is not None and upstream.host_header:
         plan.host_header = upstream.host_header.encode("latin-1")
+    rewrite = route.rewrite
+    if rewrite is not None:
+        plan.rewrite = Rewrite(prefix=rewrite.prefix) if rewrite.prefix is not None else Rewrite(template=rewrite.path)
     return plan
 
 
@@ -53,6 +57,13 @@ def compile_routes(config: Config, groups: Mapping[str, Any]) -> tuple[RouteTrie
         plan = _plan(route, config)
         if route.upstream:
             plan.group = groups[route.upstream]
+        elif route.upstreams:
+            plan.split = Split(
+                [groups[w.name] for w in route.upstreams],
+                [w.name for w in route.upstreams],
+                [w.weight for w in route.upstreams],
+                request_key(route.sticky) if route.sticky is not None else None,
+            )
         plans.append(plan)
     for key, members in _patterns(config.routes).items():
         host, path, prefix, methods = key

@@ -15,7 +15,7 @@ from fastgw._proxy import RequestIds
 from fastgw.config.model import Config, Listener
 from fastgw.http.replies import Replies
 from fastgw.log import AccessLogWriter, log_exception, process_log
-from fastgw.pipeline.chain import attach_chains
+from fastgw.pipeline.chain import access_filter, attach_chains
 from fastgw.ratelimit import SharedBuckets, attach_rate_limits
 from fastgw.routing import compile_routes
 from fastgw.upstream.client import UpstreamClient
@@ -54,6 +54,7 @@ class Runtime:
         """The worker's own HTTP client over `groups` (aggregation calls, cache refreshes)."""
         self.trie, self.plans = compile_routes(config, self.groups)
         self.rate_limits = attach_rate_limits(self, buckets, slot)
+        self.global_access = access_filter(config.access)
         attach_chains(self)
         limits = config.limits
         self.max_head = limits.max_head

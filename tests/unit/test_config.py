@@ -303,7 +303,7 @@ def test_missing_required_keys_point_at_the_parent(tmp_path: Path) -> None:
     """
     assert problems(tmp_path, text) == [
         "4: upstreams.app.targets: required key is missing",
-        "7: routes[0].upstream: required key is missing",
+        "7: routes[0]: needs one of upstream, upstreams, respond, redirect: where its requests go",
         "8: routes[1].match: required key is missing",
         "9: admin.address: required key is missing",
     ]

@@ -1,5 +1,9 @@
 # Route plans (see plan.pxd).
 
+import re as _re
+
+_PARAM_SPLIT = _re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\*?\}")
+
 
 cdef class Plan:
     """Everything a request needs about its route, in wire form, built once per worker
@@ -53,10 +57,6 @@ cdef class Rewrite:
             else:
                 out.append(params[part].encode("latin-1"))
         return b"".join(out)
-
-
-import re as _re
-_PARAM_SPLIT = _re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\*?\}")
 
 
 @cython.final

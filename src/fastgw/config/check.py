@@ -50,15 +50,29 @@ def _row(config: Config, route: Route) -> tuple[str, str, str, str, str, str]:
         pattern = f"path {match.path}"
     else:
         pattern = f"prefix {match.prefix}" + (" (strip)" if route.strip_prefix else "")
-    upstream = config.upstreams[route.upstream]
-    targets = ", ".join(
-        f"{target.address}" + (f" (w={target.weight})" if target.weight != 1 else "") for target in upstream.targets
-    )
+    destination, targets = _destination(config, route)
     return (
         str(route.index),
         ",".join(match.methods) if match.methods else "*",
         match.host or "*",
         pattern,
-        route.upstream,
+        destination,
         targets,
     )
+
+
+def _destination(config: Config, route: Route) -> tuple[str, str]:
+    """(where the route's requests go, the targets behind it)."""
+    if route.respond is not None:
+        return f"respond {route.respond.status}", "-"
+    if route.redirect is not None:
+        return f"redirect {route.redirect.status}", route.redirect.to
+    if route.upstreams:
+        total = sum(w.weight for w in route.upstreams)
+        split = ", ".join(f"{w.name} {100 * w.weight / total:g}%" for w in route.upstreams)
+        return split + (f" (sticky {route.sticky})" if route.sticky else ""), "-"
+    upstream = config.upstreams[route.upstream]
+    targets = ", ".join(
+        f"{target.address}" + (f" (w={target.weight})" if target.weight != 1 else "") for target in upstream.targets
+    )
+    return route.upstream, targets

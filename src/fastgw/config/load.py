@@ -19,6 +19,7 @@ from typing import Any
 from .environment import check_host
 from .model import Config
 from .report import ConfigError, Context, Report, fields, section
+from .sections.access import validate_global_access
 from .sections.access_log import validate_access_log
 from .sections.errors import validate_errors
 from .sections.hide_backend_headers import validate_hide_backend_headers
@@ -43,6 +44,7 @@ SECTIONS: dict[str, Callable[[Report, Path, Any, Context], Any]] = {
     "rate_limit_table": validate_rate_limit_table,
     "limits": validate_limits,
     "trusted_proxies": validate_trusted_proxies,
+    "access": validate_global_access,
     "routes": validate_routes,
     "errors": validate_errors,
     "access_log": validate_access_log,

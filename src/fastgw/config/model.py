@@ -178,7 +178,66 @@ class Match:
 
 
 @dataclass(frozen=True, slots=True)
+class Access:
+    """IP access control on the client address (through `trusted_proxies`): the most specific
+    matching network decides (deny on a tie); an address no rule matches is allowed only when
+    `allow` is empty."""
+
+    allow: tuple[IPNetwork, ...] = ()
+    deny: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    """Cross-origin requests a route accepts. `origins`: exact origins, `scheme://*.domain` for
+    any subdomain, or `*`. `headers` None: the headers a preflight asks for are allowed."""
+
+    origins: tuple[str, ...]
+    methods: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+    headers: tuple[str, ...] | None = None
+    expose_headers: tuple[str, ...] = ()
+    credentials: bool = False
+    max_age: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Respond:
+    """A fixed response the gateway gives itself (maintenance pages)."""
+
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """`to` may hold `{path}` (the normalized request path), `{query}` (with its `?`, or empty)
+    and the route's `{param}` captures."""
+
+    to: str
+    status: int = 308
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """The path the upstream sees: the route's prefix replaced by `prefix`, or the template
+    `path` filled with the route's `{param}` captures."""
+
+    prefix: str | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedUpstream:
+    name: str
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
+    """Where a route's requests go: exactly one of `upstream`, `upstreams` (a weighted split,
+    sticky by `sticky` when set), `respond` and `redirect`; `upstream` is "" for the others."""
+
     index: int
     match: Match
     upstream: str
@@ -187,6 +246,13 @@ class Route:
     line: int | None = None
     rate_limit: tuple[str, ...] = ()
     """Names of `rate_limits` checked on this route, in order."""
+    upstreams: tuple[WeightedUpstream, ...] = ()
+    sticky: HashKey | None = None
+    rewrite: Rewrite | None = None
+    access: Access | None = None
+    cors: Cors | None = None
+    respond: Respond | None = None
+    redirect: Redirect | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,3 +330,5 @@ class Config:
     pidfile: str | None = None
     hide_backend_headers: tuple[str, ...] = HIDDEN_BACKEND_HEADERS
     """Lower-case response header names never relayed from upstreams."""
+    access: Access | None = None
+    """Access control for every route, checked before a route's own."""

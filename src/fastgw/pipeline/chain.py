@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastgw._proxy import Filter, as_filter
-from fastgw.config.model import Route
+from fastgw._proxy import AccessFilter, CorsFilter, Filter, FixedResponder, Redirector, Reply, as_filter
+from fastgw.config.model import Access, Route
 from fastgw.ratelimit.build import route_rate_limit_filter
 
 from . import RequestPhase
@@ -21,11 +21,45 @@ from . import RequestPhase
 Builder = Callable[[Any, Route], Any]
 
 
+def access_filter(access: Access | None) -> AccessFilter | None:
+    return AccessFilter(access.allow, access.deny) if access is not None else None
+
+
+def _global_access(rt: Any, route: Route) -> Any:
+    """The top-level `access`, one filter object for every route (it holds no per-route state);
+    listed before the route's own, so both must let a client through."""
+    return rt.global_access
+
+
+def _route_access(rt: Any, route: Route) -> Any:
+    return access_filter(route.access)
+
+
+def _cors(rt: Any, route: Route) -> Any:
+    cors = route.cors
+    if cors is None:
+        return None
+    return CorsFilter(cors.origins, cors.methods, cors.headers, cors.expose_headers, cors.credentials, cors.max_age)
+
+
 def _rate_limit(rt: Any, route: Route) -> Any:
     return route_rate_limit_filter(rt.rate_limits, route)
 
 
-BUILDERS: tuple[Builder, ...] = (_rate_limit,)
+def _respond(rt: Any, route: Route) -> Any:
+    respond = route.respond
+    if respond is None:
+        return None
+    headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in respond.headers]
+    return FixedResponder(Reply(respond.status, headers, respond.body))
+
+
+def _redirect(rt: Any, route: Route) -> Any:
+    redirect = route.redirect
+    return Redirector(redirect.to, redirect.status) if redirect is not None else None
+
+
+BUILDERS: tuple[Builder, ...] = (_global_access, _route_access, _cors, _rate_limit, _respond, _redirect)
 
 
 def attach_chains(rt: Any) -> None:

@@ -256,7 +256,11 @@ def routes_table(master: Master) -> list[dict[str, object]]:
             "prefix": r.match.prefix,
             "methods": list(r.match.methods) if r.match.methods else None,
             "host": r.match.host,
-            "upstream": r.upstream,
+            "conditions": [dataclasses.asdict(c) for c in r.match.conditions],
+            "upstream": r.upstream or None,
+            "upstreams": [dataclasses.asdict(w) for w in r.upstreams] or None,
+            "respond": r.respond.status if r.respond else None,
+            "redirect": dataclasses.asdict(r.redirect) if r.redirect else None,
             "strip_prefix": r.strip_prefix,
             "rate_limit": list(r.rate_limit),
         }

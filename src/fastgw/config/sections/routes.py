@@ -9,7 +9,7 @@ import re
 from collections.abc import Collection
 from typing import Any
 
-from ..model import HeaderOps, Match, Route, RouteHeaders
+from ..model import Condition, HeaderOps, Match, Route, RouteHeaders
 from ..report import Context, Report, fields, section, sequence, shown, suggest
 from ..validators import (
     TOKEN,
@@ -17,11 +17,15 @@ from ..validators import (
     is_dns_name,
     is_ipv4,
     validate_bool,
+    validate_header_name,
     validate_header_value,
     validate_string,
 )
 from ..yamlsrc import Path, format_path, kind_of
+from .access import validate_access
+from .cors import validate_cors
 from .rate_limits import validate_route_rate_limit
+from .route_targets import validate_redirect, validate_respond, validate_rewrite, validate_split, validate_sticky
 
 __all__ = ["validate_routes"]
 
@@ -46,6 +50,24 @@ def validate_routes(report: Report, path: Path, value: Any, context: Context) ->
     return tuple(routes)
 
 
+ROUTE_KEYS = (
+    "match",
+    "upstream",
+    "upstreams",
+    "sticky",
+    "respond",
+    "redirect",
+    "strip_prefix",
+    "rewrite",
+    "headers",
+    "rate_limit",
+    "access",
+    "cors",
+)
+# Where a route's requests go: exactly one of these (`aggregate` counts, though not supported yet).
+TARGET_KEYS = ("upstream", "upstreams", "respond", "redirect", "aggregate")
+
+
 def validate_route(
     report: Report,
     path: Path,
@@ -54,17 +76,17 @@ def validate_route(
     upstream_names: Collection[str],
     limit_names: Collection[str],
 ) -> Route | None:
-    present = section(
-        report,
-        path,
-        value,
-        ("match", "upstream", "strip_prefix", "headers", "rate_limit"),
-        # An aggregate route has no upstream of its own; the 'aggregate' key is reported already.
-        required=("match",) if isinstance(value, dict) and "aggregate" in value else ("match", "upstream"),
-        unsupported=ROUTE_UNSUPPORTED,
-    )
+    present = section(report, path, value, ROUTE_KEYS, required=("match",), unsupported=ROUTE_UNSUPPORTED)
     if present is None:
         return None
+    targets = [key for key in TARGET_KEYS if key in value]
+    choices = ", ".join(k for k in TARGET_KEYS if k not in ROUTE_UNSUPPORTED)
+    if any(key in value for key in ROUTE_UNSUPPORTED):
+        pass  # reported as not supported yet; what else the route lacks would only confuse
+    elif not targets:
+        report.error(path, f"needs one of {choices}: where its requests go")
+    elif len(targets) > 1:
+        report.error(path, f"needs exactly one of {choices}, found {' and '.join(targets)}")
     match = validate_match(report, (*path, "match"), present["match"]) if "match" in present else None
     upstream = None
     if "upstream" in present:
@@ -74,37 +96,77 @@ def validate_route(
             known = f"; defined: {', '.join(sorted(upstream_names))}" if upstream_names and not suggestion else ""
             report.error((*path, "upstream"), f"unknown upstream {upstream!r}{suggestion}{known}")
             upstream = None
+    split = (
+        validate_split(report, (*path, "upstreams"), present["upstreams"], upstream_names)
+        if "upstreams" in present
+        else ()
+    )
+    sticky = None
+    if "sticky" in present:
+        sticky = report.check((*path, "sticky"), present["sticky"], validate_sticky, None)
+        if "upstreams" not in present:
+            report.error((*path, "sticky"), "sticky needs upstreams (a weighted split) to choose between")
+    respond = validate_respond(report, (*path, "respond"), present["respond"]) if "respond" in present else None
+    redirect = (
+        validate_redirect(report, (*path, "redirect"), present["redirect"], match) if "redirect" in present else None
+    )
     strip_prefix = report.check((*path, "strip_prefix"), present.get("strip_prefix", False), validate_bool, False)
     if strip_prefix and match is not None and match.prefix is None:
         report.error((*path, "strip_prefix"), "strip_prefix: true needs match.prefix (this route matches a path)")
+    rewrite = validate_rewrite(report, (*path, "rewrite"), present["rewrite"], match) if "rewrite" in present else None
+    if rewrite is not None and strip_prefix:
+        report.error((*path, "rewrite"), "use either strip_prefix or rewrite, not both (rewrite: {prefix: /} strips)")
     headers = validate_route_headers(report, (*path, "headers"), present["headers"]) if "headers" in present else None
     rate_limit = ()
     if "rate_limit" in present:
         rate_limit = validate_route_rate_limit(report, (*path, "rate_limit"), present["rate_limit"], limit_names)
-    if match is None or upstream is None:
+    access = validate_access(report, (*path, "access"), present["access"]) if "access" in present else None
+    cors = validate_cors(report, (*path, "cors"), present["cors"]) if "cors" in present else None
+    if "upstream" not in present and "upstreams" not in present:
+        for key in ("strip_prefix", "rewrite"):
+            if key in present:
+                report.error((*path, key), f"{key} changes the path sent upstream, and this route has no upstream")
+        if headers is not None and headers.request != HeaderOps():
+            report.error((*path, "headers", "request"), "this route has no upstream to send request headers to")
+    if match is None or len(targets) != 1:
+        return None
+    if (
+        ("upstream" in present and upstream is None)
+        or ("upstreams" in present and not split)
+        or ("respond" in present and respond is None)
+        or ("redirect" in present and redirect is None)
+    ):
         return None
     return Route(
         index=index,
         match=match,
-        upstream=upstream,
+        upstream=upstream or "",
         strip_prefix=strip_prefix,
         headers=headers or RouteHeaders(),
         line=report.line(path),
         rate_limit=rate_limit,
+        upstreams=split,
+        sticky=sticky,
+        rewrite=rewrite,
+        access=access,
+        cors=cors,
+        respond=respond,
+        redirect=redirect,
     )
 
 
 def validate_match(report: Report, path: Path, value: Any) -> Match | None:
-    present = section(report, path, value, ("path", "prefix", "methods", "host"))
+    present = section(report, path, value, ("path", "prefix", "methods", "host", "headers", "query"))
     if present is None:
         return None
     if ("path" in present) == ("prefix" in present):
         report.error(path, "needs exactly one of 'path' (exact) or 'prefix'")
         return None
+    plain = {k: v for k, v in present.items() if k not in ("headers", "query")}
     kwargs = fields(
         report,
         path,
-        present,
+        plain,
         {
             "path": validate_route_path,
             "prefix": validate_prefix,
@@ -112,9 +174,49 @@ def validate_match(report: Report, path: Path, value: Any) -> Match | None:
             "host": validate_host_pattern,
         },
     )
-    if len(kwargs) != len(present):
+    conditions: list[Condition] = []
+    ok = len(kwargs) == len(plain)
+    for kind in ("headers", "query"):
+        if kind in present:
+            found = validate_conditions(
+                report, (*path, kind), "header" if kind == "headers" else "query", present[kind]
+            )
+            ok = ok and found is not None
+            conditions += found or ()
+    if not ok:
         return None
-    return Match(**kwargs)
+    return Match(**kwargs, conditions=tuple(conditions))
+
+
+def validate_conditions(report: Report, path: Path, kind: str, value: Any) -> list[Condition] | None:
+    """`{NAME: VALUE}` (exact), `{NAME: {prefix: P}}` or `{NAME: {present: true}}`."""
+    if not isinstance(value, dict) or not value:
+        report.error(path, f"expected a non-empty mapping of {kind} names to conditions, got {kind_of(value)}")
+        return None
+    out: list[Condition] = []
+    for raw_name, raw in value.items():
+        item_path = (*path, str(raw_name))
+        if kind == "header":
+            name = report.check(item_path, raw_name, validate_header_name, None)
+        else:
+            name = raw_name if isinstance(raw_name, str) and raw_name and "&" not in raw_name else None
+            if name is None:
+                report.error(item_path, f"{raw_name!r} is not a query parameter name")
+        if name is None:
+            continue
+        if isinstance(raw, str):
+            out.append(Condition(kind, name, "exact", raw))  # type: ignore[arg-type]
+            continue
+        if isinstance(raw, dict) and len(raw) == 1 and raw.get("present") is True:
+            out.append(Condition(kind, name, "present"))  # type: ignore[arg-type]
+            continue
+        if isinstance(raw, dict) and len(raw) == 1 and isinstance(raw.get("prefix"), str) and raw["prefix"]:
+            out.append(Condition(kind, name, "prefix", raw["prefix"]))  # type: ignore[arg-type]
+            continue
+        report.error(
+            item_path, f"expected a value (exact match), {{prefix: TEXT}} or {{present: true}}, got {shown(raw)}"
+        )
+    return out
 
 
 def _report_duplicate_routes(report: Report, path: Path, routes: list[Route]) -> None:
@@ -128,6 +230,28 @@ def _report_duplicate_routes(report: Report, path: Path, routes: list[Route]) ->
         key = (match.host, kind, _PARAM.sub(lambda param: "{*}" if param.group(2) else "{}", pattern))
         for earlier in seen.get(key, []):
             common = _common_methods(earlier.match.methods, match.methods)
+            if common is not None and (match.conditions or earlier.match.conditions):
+                # Routes told apart by conditions share one entry of the router: the same
+                # spelling of the pattern and the same methods, and not the same conditions.
+                if (earlier.match.path, earlier.match.prefix, earlier.match.methods) != (
+                    match.path,
+                    match.prefix,
+                    match.methods,
+                ):
+                    report.error(
+                        (*path, route.index, "match"),
+                        f"routes[{earlier.index}] matches the same requests with other methods or another spelling"
+                        f" of the pattern; routes told apart by headers or query must use the same {kind} and methods",
+                    )
+                    break
+                if set(earlier.match.conditions) == set(match.conditions):
+                    report.error(
+                        (*path, route.index, "match"),
+                        f"same match and conditions as routes[{earlier.index}]:"
+                        f" routes[{route.index}] could never be chosen",
+                    )
+                    break
+                continue
             if common is not None:
                 methods = ",".join(common) if common else "*"
                 report.error(
