@@ -18,6 +18,9 @@ SMALL_BODY = "hello world\n"
 SMALL_PATH = "/small"
 JSON_PATH = "/json4k"
 LIMITED_PREFIX = "/limited"
+CORS_PREFIX = "/cors"
+ACCESS_PREFIX = "/ipfilter"
+ORIGIN = "https://app.example.com"
 JSON_SIZE = 4096
 
 
@@ -99,6 +102,58 @@ SCENARIOS: tuple[Scenario, ...] = (
         nginx_locations=(
             f"        location {LIMITED_PREFIX}/ {{\n"
             "            limit_req zone=bench_ip burst=1000000 nodelay;\n"
+            "            proxy_pass http://backend/;\n"
+            "        }\n"
+        ),
+    ),
+    # A CORS route answering an actual cross-origin request: the Origin check and the CORS
+    # headers on the response. nginx does the same check with a map on $http_origin.
+    Scenario(
+        "get-cors",
+        "GET with Origin through a CORS route (allowed origin), 12 B response, keep-alive",
+        CORS_PREFIX + SMALL_PATH,
+        headers=(("Origin", ORIGIN),),
+        fastgw_routes=(
+            {
+                "match": {"prefix": CORS_PREFIX}, "upstream": "backend", "strip_prefix": True,
+                "cors": {"origins": [ORIGIN, "https://*.example.org"], "credentials": True},
+            },
+        ),
+        nginx_http=(
+            "    map $http_origin $bench_cors_origin {\n"
+            "        default \"\";\n"
+            f"        \"{ORIGIN}\" $http_origin;\n"
+            "        ~^https://[^/]+\\.example\\.org$ $http_origin;\n"
+            "    }"
+        ),
+        nginx_locations=(
+            f"        location {CORS_PREFIX}/ {{\n"
+            "            add_header Access-Control-Allow-Origin $bench_cors_origin always;\n"
+            "            add_header Access-Control-Allow-Credentials true always;\n"
+            "            add_header Vary Origin always;\n"
+            "            proxy_pass http://backend/;\n"
+            "        }\n"
+        ),
+    ),
+    # An IP-filtered route: an allow list with a narrower deny inside it, decided on the client
+    # address. nginx: allow/deny in the location (first match wins, so the deny comes first).
+    Scenario(
+        "get-ipfilter",
+        "GET through an IP allow/deny list that allows the client, 12 B response, keep-alive",
+        ACCESS_PREFIX + SMALL_PATH,
+        fastgw_routes=(
+            {
+                "match": {"prefix": ACCESS_PREFIX}, "upstream": "backend", "strip_prefix": True,
+                "access": {"allow": ["127.0.0.0/8", "10.0.0.0/8"], "deny": ["10.9.0.0/16", "127.0.0.99"]},
+            },
+        ),
+        nginx_locations=(
+            f"        location {ACCESS_PREFIX}/ {{\n"
+            "            deny 10.9.0.0/16;\n"
+            "            deny 127.0.0.99;\n"
+            "            allow 127.0.0.0/8;\n"
+            "            allow 10.0.0.0/8;\n"
+            "            deny all;\n"
             "            proxy_pass http://backend/;\n"
             "        }\n"
         ),
