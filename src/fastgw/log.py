@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from fastgw._proxy import AccessLog as CoreAccessLog
+from fastgw._proxy import WallClock
 from fastgw.config.model import AccessLog
 
 
@@ -43,14 +44,15 @@ def process_log(message: str) -> None:
 
 
 class AccessLogWriter:
-    """Owns the access log's file descriptor (open, reopen on USR1) and the timestamp text; the
-    records themselves are rendered and buffered by the compiled `AccessLog`."""
+    """Owns the access log's file descriptor (open, reopen on USR1); the records themselves are
+    rendered, stamped (each with its own time, from `clock`) and buffered by the compiled
+    `AccessLog`."""
 
     __slots__ = ("path", "core")
 
-    def __init__(self, config: AccessLog) -> None:
+    def __init__(self, config: AccessLog, clock: WallClock | None = None) -> None:
         self.path = config.path
-        self.core = CoreAccessLog(self._open(), config.format)
+        self.core = CoreAccessLog(self._open(), config.format, clock)
         self.core.on_error = self._write_failed
 
     def _open(self) -> int:
@@ -72,8 +74,9 @@ class AccessLogWriter:
         if old > 2 and old != fd:
             os.close(old)
 
-    def tick(self, wall: float) -> None:
-        self.core.tick(timestamp(wall).encode())
+    def tick(self) -> None:
+        """Every sweeper tick: write what is buffered."""
+        self.core.tick()
 
     def flush(self) -> None:
         self.core.flush()

@@ -15,9 +15,12 @@ from fastgw._proxy import RequestIds
 from fastgw.config.model import Config, Listener
 from fastgw.http.replies import Replies
 from fastgw.log import AccessLogWriter, log_exception, process_log
+from fastgw.metrics.shared import SharedMetrics
+from fastgw.metrics.worker import WorkerMetrics
 from fastgw.pipeline.chain import access_filter, attach_chains
 from fastgw.ratelimit import SharedBuckets, attach_rate_limits
 from fastgw.routing import compile_routes
+from fastgw.tracing import attach_tracing
 from fastgw.upstream.client import UpstreamClient
 from fastgw.upstream.pool import Clock, UpstreamGroup
 from fastgw.upstream.shared import UpstreamShared
@@ -41,6 +44,7 @@ class Runtime:
     def __init__(
         self, config: Config, loop: asyncio.AbstractEventLoop, generation: int,
         shared: UpstreamShared | None = None, slot: int = 0, buckets: SharedBuckets | None = None,
+        metrics: SharedMetrics | None = None,
     ) -> None:
         self.config = config
         self.loop = loop
@@ -53,6 +57,8 @@ class Runtime:
         self.client = UpstreamClient(loop, {name: up.host_header for name, up in config.upstreams.items()})
         """The worker's own HTTP client over `groups` (aggregation calls, cache refreshes)."""
         self.trie, self.plans = compile_routes(config, self.groups)
+        self.metrics = WorkerMetrics(self, metrics, slot)
+        self.tracing = attach_tracing(self)
         self.rate_limits = attach_rate_limits(self, buckets, slot)
         self.global_access = access_filter(config.access)
         attach_chains(self)
@@ -65,7 +71,7 @@ class Runtime:
         self.body_timeout = limits.body_timeout
         self.idle_timeout = limits.idle_timeout
         self.replies = Replies(config.errors)
-        self.access = AccessLogWriter(config.access_log)
+        self.access = AccessLogWriter(config.access_log, self.metrics.clock)
         self.connections: set[Any] = set()
         self.draining = False
         self.drain_started = 0.0
@@ -105,7 +111,11 @@ class Runtime:
     # sweeper
 
     def _tick_clock(self, wall: float) -> None:
-        self.access.tick(wall)
+        mono = monotonic()
+        self.metrics.tick(wall, mono, len(self.connections))
+        if self.tracing is not None:
+            self.tracing.tick(mono)
+        self.access.tick()
         second = int(wall)
         if second != self._date_second:
             self._date_second = second
@@ -144,4 +154,8 @@ class Runtime:
             for pool in group.pools:
                 pool.close_all()
         self.client.close()
+        self.metrics.gauges_cleared()
+        exporter = self.tracing.exporter if self.tracing is not None else None
+        if exporter is not None and not self.loop.is_running() and not self.loop.is_closed():
+            self.loop.run_until_complete(exporter.flush(1.0))
         self.access.flush()

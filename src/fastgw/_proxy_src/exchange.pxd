@@ -52,6 +52,7 @@ cdef class ClientCore:
     cdef object replies
     cdef RouteTrie trie
     cdef AccessLog alog
+    cdef MetricsRecorder metrics
     cdef RequestIds ids
     cdef Request req                 # the request being parsed
     cdef Request active              # the request being served

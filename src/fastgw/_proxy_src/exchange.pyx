@@ -183,6 +183,7 @@ cdef class ClientCore:
         self.replies = rt.replies
         self.trie = rt.trie
         self.alog = rt.access.core
+        self.metrics = rt.metrics.recorder
         self.ids = rt.ids
         self.max_head = rt.max_head
         self.max_headers = rt.max_headers
@@ -1297,6 +1298,7 @@ cdef class ClientCore:
         if req.phase == PH_LOGGED:
             return
         req.phase = PH_LOGGED
+        self.metrics.record(req)
         self.alog.record(self.peer, req)
         req.ex = None
 

@@ -25,8 +25,10 @@ from .sections.errors import validate_errors
 from .sections.hide_backend_headers import validate_hide_backend_headers
 from .sections.limits import validate_limits
 from .sections.listen import validate_admin, validate_listen
+from .sections.metrics import validate_metrics
 from .sections.rate_limits import validate_rate_limit_table, validate_rate_limits
 from .sections.routes import validate_routes
+from .sections.tracing import validate_tracing
 from .sections.trusted_proxies import validate_trusted_proxies
 from .sections.upstreams import validate_upstreams
 from .validators import file_path, validate_duration, validate_workers
@@ -49,6 +51,8 @@ SECTIONS: dict[str, Callable[[Report, Path, Any, Context], Any]] = {
     "errors": validate_errors,
     "access_log": validate_access_log,
     "hide_backend_headers": validate_hide_backend_headers,
+    "metrics": validate_metrics,
+    "tracing": validate_tracing,
 }
 TOP_LEVEL = ("workers", "grace_period", "pidfile", *SECTIONS)
 TOP_LEVEL_UNSUPPORTED = ("auth", "cache_size")

@@ -308,6 +308,37 @@ class AccessLog:
     format: Literal["json", "combined"] = "json"
 
 
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """`enabled`: each worker records per-request metrics (the admin API's `/metrics` and the
+    status page); off, only the master's own figures are served."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TraceExport:
+    """OTLP/HTTP export of sampled spans: POSTed as protobuf to `endpoint` (`.../v1/traces`) by
+    each worker in batches of at most `max_batch`, every `interval`; at most `max_queue` spans wait
+    (more are dropped and counted)."""
+
+    endpoint: str
+    interval: float = 1.0
+    timeout: float = 5.0
+    max_batch: int = 512
+    max_queue: int = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class Tracing:
+    """W3C Trace Context on every route: `sample` is the share of new traces (no valid incoming
+    `traceparent`) recorded; a request with a parent follows its sampled flag."""
+
+    sample: float = 1.0
+    service_name: str = "fastgw"
+    export: TraceExport | None = None
+
+
 HIDDEN_BACKEND_HEADERS = ("server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version", "via")
 """Response headers that name the backend's software, dropped by default (`hide_backend_headers`)."""
 
@@ -330,5 +361,8 @@ class Config:
     pidfile: str | None = None
     hide_backend_headers: tuple[str, ...] = HIDDEN_BACKEND_HEADERS
     """Lower-case response header names never relayed from upstreams."""
+    metrics: Metrics = field(default_factory=Metrics)
+    tracing: Tracing | None = None
+    """None without a `tracing` section: no route propagates or records traces."""
     access: Access | None = None
     """Access control for every route, checked before a route's own."""

@@ -15,6 +15,7 @@ from typing import Any
 from fastgw._proxy import AccessFilter, CorsFilter, Filter, FixedResponder, Redirector, Reply, as_filter
 from fastgw.config.model import Access, Route
 from fastgw.ratelimit.build import route_rate_limit_filter
+from fastgw.tracing import route_trace_filter
 
 from . import RequestPhase
 
@@ -59,7 +60,9 @@ def _redirect(rt: Any, route: Route) -> Any:
     return Redirector(redirect.to, redirect.status) if redirect is not None else None
 
 
-BUILDERS: tuple[Builder, ...] = (_global_access, _route_access, _cors, _rate_limit, _respond, _redirect)
+BUILDERS: tuple[Builder, ...] = (
+    route_trace_filter, _global_access, _route_access, _cors, _rate_limit, _respond, _redirect,
+)
 
 
 def attach_chains(rt: Any) -> None:

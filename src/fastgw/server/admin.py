@@ -6,7 +6,9 @@ non-blocking, a request is read as it arrives and an answer written as far as th
 within EXCHANGE_TIMEOUT is closed by `sweep`, which the master calls every loop turn. At most
 MAX_CONNECTIONS are open; a new one beyond that closes the oldest.
 
-With a token configured, every request needs `Authorization: Bearer TOKEN` (else 401).
+With a token configured, every request needs `Authorization: Bearer TOKEN` (else 401), except
+`GET /`: the status page is static HTML that holds no data (it asks for the token and sends it
+with its own requests to the JSON endpoints).
 """
 from __future__ import annotations
 
@@ -25,7 +27,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fastgw.config.model import Address
+from fastgw.log import log_exception
+from fastgw.metrics.collector import MetricsEndpoint, stats_view
 from fastgw.server.sockets import make_plain_listener
+from fastgw.server.statuspage import STATUS_PAGE
 
 if TYPE_CHECKING:
     from fastgw.server.master import Master
@@ -37,7 +42,10 @@ EXCHANGE_TIMEOUT = 5.0
 MAX_CONNECTIONS = 32
 
 ENDPOINTS: dict[bytes, tuple[bytes, ...]] = {
+    b"/": (b"GET", b"HEAD"),
     b"/healthz": (b"GET", b"HEAD"),
+    b"/metrics": (b"GET", b"HEAD"),
+    b"/stats": (b"GET", b"HEAD"),
     b"/routes": (b"GET", b"HEAD"),
     b"/upstreams": (b"GET", b"HEAD"),
     b"/ratelimits": (b"GET", b"HEAD"),
@@ -69,6 +77,7 @@ class AdminServer:
         self._token: bytes | None = None
         self.set_token(token)
         self.conns: dict[socket.socket, _Conn] = {}
+        self.metrics = MetricsEndpoint(master)
         sel.register(self.sock, selectors.EVENT_READ, self._accept)
 
     def set_token(self, token: str | None) -> None:
@@ -152,7 +161,12 @@ class AdminServer:
             headers[name.strip().lower()] = value.strip()
         method, target = request_line[0], request_line[1]
         path, _, query = target.partition(b"?")
-        self._dispatch(conn, method, path, query, headers)
+        try:
+            self._dispatch(conn, method, path, query, headers)
+        except Exception as exc:
+            # The master's loop must outlive any bug behind an endpoint.
+            log_exception(f"admin {method.decode('latin-1')} {path.decode('latin-1')}", exc)
+            self._reply(conn, 500, {"error": "internal error (see the gateway's log)"})
 
     def _authorized(self, headers: Mapping[bytes, bytes]) -> bool:
         if self._token is None:
@@ -164,6 +178,9 @@ class AdminServer:
         self, conn: _Conn, method: bytes, path: bytes, query: bytes, headers: Mapping[bytes, bytes]
     ) -> None:
         head_only = method == b"HEAD"
+        if path == b"/" and method in ENDPOINTS[b"/"]:
+            self._send(conn, 200, STATUS_PAGE, "text/html; charset=utf-8", head_only=head_only)
+            return
         if not self._authorized(headers):
             self._reply(conn, 401, {"error": "missing or wrong bearer token"},
                         extra=(("WWW-Authenticate", 'Bearer realm="fastgw admin"'),), head_only=head_only)
@@ -189,6 +206,11 @@ class AdminServer:
             self._reply(conn, 200, ratelimits_table(master), head_only=head_only)
         elif path == b"/config":
             self._reply(conn, 200, config_view(master), head_only=head_only)
+        elif path == b"/metrics":
+            body, content_type = self.metrics.render(headers.get(b"accept", b"").decode("latin-1"))
+            self._send(conn, 200, body, content_type, head_only=head_only)
+        elif path == b"/stats":
+            self._reply(conn, 200, stats_view(master), head_only=head_only)
         elif path == b"/reload":
             request = master.request_reload()
             self._reply(conn, 202, {"reload": "requested", "request": request,
@@ -199,9 +221,15 @@ class AdminServer:
         head_only: bool = False,
     ) -> None:
         body = orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n"
+        self._send(conn, status, body, "application/json", extra=extra, head_only=head_only)
+
+    def _send(
+        self, conn: _Conn, status: int, body: bytes, content_type: str, *, extra: tuple[tuple[str, str], ...] = (),
+        head_only: bool = False,
+    ) -> None:
         lines = [
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-            "Content-Type: application/json",
+            f"Content-Type: {content_type}",
             f"Content-Length: {len(body)}",
             "Cache-Control: no-store",
             "Connection: close",

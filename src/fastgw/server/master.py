@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from fastgw.config import ConfigError, load
 from fastgw.config.model import Address, Config
 from fastgw.log import log_exception, process_log
+from fastgw.metrics.shared import MetricsHub, SharedMetrics
 from fastgw.ratelimit import SharedBuckets, shared_buckets
 from fastgw.server.admin import AdminServer
 from fastgw.server.checker import HealthCheckers
@@ -70,6 +71,8 @@ class Generation:
     configuration file was read for it."""
     new_sockets: list[tuple[Address, socket.socket]] = field(default_factory=list)
     """Listen sockets created for this generation (closed again if it never serves)."""
+    metrics: SharedMetrics | None = None
+    """The generation's metrics table, one row per worker slot (see fastgw.metrics.shared)."""
 
 
 class StartError(Exception):
@@ -104,6 +107,8 @@ class Master:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.checkers = HealthCheckers(self._close_in_child, self._life_r)
+        self.metrics = MetricsHub()
+        """Every generation's metrics table, and what retired generations counted."""
 
     # ---- public entry point -------------------------------------------------------------------
 
@@ -270,6 +275,7 @@ class Master:
         assert gen.shared is not None
         self.checkers.start(number, gen.shared)
         gen.buckets = shared_buckets(config, self.current.buckets if self.current is not None else None)
+        gen.metrics = self.metrics.start(config, config.workers, number, gen.buckets)
         for slot in range(config.workers):
             self._spawn(gen, slot)
         return gen
@@ -283,7 +289,9 @@ class Master:
                 os.close(status_r)
                 self._close_in_child(keep={status_w, self._life_r, *(s.fileno() for s, _ in sockets)})
             finally:
-                run_worker(gen.config, gen.number, sockets, status_w, self._life_r, gen.shared, slot, gen.buckets)
+                run_worker(
+                    gen.config, gen.number, sockets, status_w, self._life_r, gen.shared, slot, gen.buckets, gen.metrics
+                )
         os.close(status_w)
         os.set_blocking(status_r, False)
         now = time.monotonic()
@@ -347,6 +355,7 @@ class Master:
                 continue
             self._unregister(proc)
             self._worker_exited(proc, status)
+            self.metrics.retire(self._metric_generations())
 
     def _worker_exited(self, proc: WorkerProc, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
@@ -369,6 +378,7 @@ class Master:
                 return
         lived = time.monotonic() - proc.started
         self.backoff = min(MAX_BACKOFF, max(0.1, self.backoff * 2)) if lived < 1.0 else 0.0
+        self.metrics.restarts += 1
         process_log(f"worker {proc.pid} (slot {proc.slot}) exited ({how}); replacing it"
                     + (f" in {self.backoff:.1f}s" if self.backoff else ""))
         self.respawn_at[proc.slot] = time.monotonic() + self.backoff
@@ -474,6 +484,7 @@ class Master:
     def _record_reload(self, covers: int, generation: int, error: str | None) -> None:
         """The outcome of the reload requests up to number `covers`: `fastgw reload` and
         `GET /healthz` read it (`last_reload`)."""
+        self.metrics.reloads["ok" if error is None else "failed"] += 1
         self.last_reload = {
             "request": covers,
             "result": "ok" if error is None else "failed",
@@ -650,6 +661,22 @@ class Master:
         os.close(self._life_w)
 
     # ---- for the admin API --------------------------------------------------------------------
+
+    def _metric_generations(self) -> set[int]:
+        """Generations whose metrics tables are still written: serving, starting, or with a
+        worker not yet reaped."""
+        alive = {w.generation for w in self.workers.values()}
+        for gen in (self.current, self.pending):
+            if gen is not None:
+                alive.add(gen.number)
+        return alive
+
+    def live_slots(self) -> dict[int, dict[int, int]]:
+        """generation -> {slot: pid} of every running worker (draining ones included)."""
+        out: dict[int, dict[int, int]] = {}
+        for w in self.workers.values():
+            out.setdefault(w.generation, {})[w.slot] = w.pid
+        return out
 
     def status(self) -> dict[str, object]:
         cur = self.current

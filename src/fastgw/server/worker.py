@@ -18,6 +18,7 @@ import uvloop
 from fastgw.config.model import Address, Config
 from fastgw.http.protocol import ClientProtocol
 from fastgw.log import log_exception, process_log
+from fastgw.metrics.shared import SharedMetrics
 from fastgw.ratelimit import SharedBuckets
 from fastgw.runtime import ListenerInfo, Runtime
 from fastgw.server.procinfo import set_title
@@ -39,14 +40,16 @@ def run_worker(
     shared: UpstreamShared | None = None,
     slot: int = 0,
     buckets: SharedBuckets | None = None,
+    metrics: SharedMetrics | None = None,
 ) -> NoReturn:
     """Entry point in the forked child; never returns. `shared` is the generation's shared
     upstream state, `slot` the worker's slot (where it publishes its upstream stats), `buckets`
-    the rate-limit table the master set up before forking, common to every worker."""
+    the rate-limit table the master set up before forking, common to every worker, `metrics` the
+    generation's metrics table (the worker writes row `slot`)."""
     code = WORKER_BOOT_ERROR
     try:
         set_title(f"fastgw: worker {slot} (generation {generation})")
-        code = _Worker(config, generation, sockets, status_fd, lifeline_fd, shared, slot, buckets).run()
+        code = _Worker(config, generation, sockets, status_fd, lifeline_fd, shared, slot, buckets, metrics).run()
     except BaseException as exc:
         log_exception(f"worker {os.getpid()}", exc)
     finally:
@@ -64,8 +67,10 @@ class _Worker:
         shared: UpstreamShared | None = None,
         slot: int = 0,
         buckets: SharedBuckets | None = None,
+        metrics: SharedMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics
         self.shared = shared
         self.slot = slot
         self.buckets = buckets
@@ -83,7 +88,9 @@ class _Worker:
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         self.loop = loop
-        self.rt = rt = Runtime(self.config, loop, self.generation, self.shared, self.slot, self.buckets)
+        self.rt = rt = Runtime(
+            self.config, loop, self.generation, self.shared, self.slot, self.buckets, self.metrics
+        )
         listeners = {listener.address: listener for listener in self.config.listen}
         for sock, address in self.sockets:
             info = ListenerInfo(listeners[address])

@@ -59,7 +59,7 @@ class TargetState:
     __slots__ = (
         "index", "weight", "usable", "current", "active", "ewma", "samples", "sampled_at", "failures",
         "ejected_until", "ejections", "returned_at", "ejected_total", "completed", "failed", "clock",
-        "outlier", "picks", "idle_from", "kept",
+        "outlier", "picks", "idle_from", "kept", "errors",
     )
 
     def __init__(self, weight: int, clock: Any) -> None:
@@ -85,6 +85,8 @@ class TargetState:
         self.ejected_total = 0
         self.completed = 0
         self.failed = 0
+        self.errors: dict[str, int] = {}
+        """Failed attempts by kind (`connect_error`, `reset`, ...), for metrics."""
         self.clock = clock
         """Anything with a `now` attribute in monotonic seconds (the worker's coarse clock)."""
         self.outlier: OutlierDetector | None = None
@@ -158,6 +160,7 @@ class TargetState:
                 self._settle()
             self.active -= 1
         self.failed += 1
+        self.errors[kind] = self.errors.get(kind, 0) + 1
         penalty = self.ewma * 2
         self._sample(penalty if penalty > FAILURE_PENALTY else FAILURE_PENALTY)
         outlier = self.outlier
