@@ -481,6 +481,56 @@ async def _close_silently(conn: _Connection, req: _Request, args: list[str]) -> 
     raise _Close
 
 
+async def _json(conn: _Connection, req: _Request, args: list[str]) -> None:
+    """`/json/...?k=v&...`: a JSON object of the path, each query parameter (first value) and
+    the request headers (lower-case names); for tests that merge or pick JSON fields."""
+    body: dict[str, object] = {"path": req.path}
+    for key, value in parse_qsl(req.query, keep_blank_values=True):
+        body.setdefault(key, value)
+    body["headers"] = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in req.headers}
+    await conn.send(200, [], json.dumps(body).encode())
+
+
+async def _json_list(conn: _Connection, req: _Request, args: list[str]) -> None:
+    """`/json-list/{n}`: a JSON list of n objects `{"id": i, "name": "item-i", "secret": "s-i"}`."""
+    n = int(args[0])
+    if not 0 <= n <= 10000:
+        raise ValueError(f"count out of range: {n}")
+    items = [{"id": i, "name": f"item-{i}", "secret": f"s-{i}"} for i in range(n)]
+    await conn.send(200, [], json.dumps(items).encode())
+
+
+async def _text(conn: _Connection, req: _Request, args: list[str]) -> None:
+    """`/text/{n}?type=T&chunks=K&status=S&set=Name:Value...`: the `body_bytes(n)` body with
+    Content-Type T (default text/plain), chunked in K pieces (0, the default: Content-Length),
+    status S (default 200) and the extra headers; for compression tests."""
+    n = _size(args[0])
+    query = parse_qsl(req.query, keep_blank_values=True, encoding="latin-1")
+    ctype, chunks, status = b"text/plain", 0, 200
+    extra = [(b"Content-Type", ctype)]
+    for key, value in query:
+        if key == "type":
+            extra[0] = (b"Content-Type", value.encode("latin-1"))
+        elif key == "chunks":
+            chunks = int(value)
+        elif key == "status":
+            status = int(value)
+        elif key == "set":
+            name, _, val = value.partition(":")
+            extra.append((name.encode("latin-1"), val.encode("latin-1")))
+    data = body_bytes(n)
+    if not chunks:
+        conn._write_head(status, extra, len(data))
+        await conn.write_body(data)
+        return
+    conn._write_head(status, extra, None)
+    bounds = [n * i // chunks for i in range(chunks + 1)]
+    for lo, hi in itertools.pairwise(bounds):
+        if hi > lo:
+            await conn.write_body(b"%x\r\n%s\r\n" % (hi - lo, data[lo:hi]))
+    await conn.write_body(b"0\r\n\r\n")
+
+
 _ROUTES: dict[str, Handler] = {
     "echo": _echo,
     "status": _status,
@@ -509,6 +559,9 @@ _ROUTES: dict[str, Handler] = {
     "healthz": _healthz,
     "control": _control,
     "app": _app,
+    "json": _json,
+    "json-list": _json_list,
+    "text": _text,
 }
 
 

@@ -303,7 +303,7 @@ def test_missing_required_keys_point_at_the_parent(tmp_path: Path) -> None:
     """
     assert problems(tmp_path, text) == [
         "4: upstreams.app.targets: required key is missing",
-        "7: routes[0]: needs one of upstream, upstreams, respond, redirect: where its requests go",
+        "7: routes[0]: needs one of upstream, upstreams, respond, redirect, aggregate: where its requests go",
         "8: routes[1].match: required key is missing",
         "9: admin.address: required key is missing",
     ]
@@ -467,7 +467,6 @@ def test_header_edits(tmp_path: Path, edit: str, expected: str) -> None:
         ("route", "auth: main_jwt", "routes[0].auth"),
         ("route", "cache: {ttl: 30s}", "routes[0].cache"),
         ("route", "websocket: true", "routes[0].websocket"),
-        ("route", "aggregate: {profile: {upstream: app, path: /p}}", "routes[0].aggregate"),
         ("listen", "tls: {cert: c.pem, key: k.pem}", "listen[0].tls"),
     ],
 )
@@ -480,11 +479,6 @@ def test_keys_not_supported_yet(tmp_path: Path, where: str, snippet: str, key: s
     name = key.rpartition(".")[2].rpartition("]")[2] or key
     found = only_problem(tmp_path, text)
     assert found.endswith(f": {key}: '{name}' is not supported yet by this version"), found
-
-
-def test_aggregate_route_is_not_also_missing_its_upstream(tmp_path: Path) -> None:
-    text = MINIMAL + "  - match: {path: /dash}\n    aggregate: {}\n"
-    assert only_problem(tmp_path, text) == "9: routes[1].aggregate: 'aggregate' is not supported yet by this version"
 
 
 def test_yaml_syntax_error_reports_its_line(tmp_path: Path) -> None:

@@ -856,10 +856,19 @@ cdef class ClientCore:
         cdef bytes name
         cdef int hid
         cdef Filter f
+        cdef bytes length = None
+        cdef bint chunked = False
         if not is_local:
             for i in range(0, n, 2):
-                if header_id(<bytes>hpairs[i]) == H_CONNECTION:
+                hid = header_id(<bytes>hpairs[i])
+                if hid == H_CONNECTION:
                     conn_drop = connection_tokens(<bytes>hpairs[i + 1], conn_drop)
+                elif hid == H_CONTENT_LENGTH:
+                    length = <bytes>hpairs[i + 1]
+                elif hid == H_TRANSFER_ENCODING:
+                    chunked = True
+            if length is not None and not chunked and length.isdigit():
+                head.length = int(length)       # what compression's min_size is checked against
         for i in range(0, n, 2):
             name = <bytes>hpairs[i]
             if not is_local:

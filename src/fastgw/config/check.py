@@ -67,6 +67,9 @@ def _destination(config: Config, route: Route) -> tuple[str, str]:
         return f"respond {route.respond.status}", "-"
     if route.redirect is not None:
         return f"redirect {route.redirect.status}", route.redirect.to
+    if route.aggregate:
+        calls = ", ".join(f"{call.name}:{call.upstream}" for call in route.aggregate)
+        return f"aggregate ({len(route.aggregate)} calls)", calls
     if route.upstreams:
         total = sum(w.weight for w in route.upstreams)
         split = ", ".join(f"{w.name} {100 * w.weight / total:g}%" for w in route.upstreams)

@@ -234,9 +234,52 @@ class WeightedUpstream:
 
 
 @dataclass(frozen=True, slots=True)
+class AggregateCall:
+    """One call of an aggregation route (`fastgw.aggregate`). `path` (with its query) and the
+    header values are templates; `depends` names the calls whose answers they read (then it starts
+    once those answered). `timeout` None: the upstream's own timeouts alone. `keep` and `drop`
+    hold field names, dots for nested ones; `rename` maps top-level fields to new names."""
+
+    name: str
+    upstream: str
+    path: str
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout: float | None = None
+    max_body: int = 1024 * 1024
+    optional: bool = False
+    keep: tuple[str, ...] = ()
+    drop: tuple[str, ...] = ()
+    rename: tuple[tuple[str, str], ...] = ()
+    depends: tuple[str, ...] = ()
+
+
+COMPRESS_ENCODINGS = ("zstd", "br", "gzip")
+"""The content codings fastgw produces, in its default order of preference."""
+COMPRESS_TYPES = (
+    "text/*", "application/json", "application/*+json", "application/javascript", "application/xml",
+    "application/*+xml", "image/svg+xml",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Compress:
+    """Response compression of a route (`fastgw.compress`): media type patterns (`type/*`,
+    `type/*+suffix`), the smallest Content-Length compressed, the codings offered in order of
+    preference, and a level per coding (brotli's is its quality)."""
+
+    types: tuple[str, ...] = COMPRESS_TYPES
+    min_size: int = 1024
+    encodings: tuple[str, ...] = COMPRESS_ENCODINGS
+    gzip_level: int = 6
+    br_level: int = 4
+    zstd_level: int = 3
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """Where a route's requests go: exactly one of `upstream`, `upstreams` (a weighted split,
-    sticky by `sticky` when set), `respond` and `redirect`; `upstream` is "" for the others."""
+    sticky by `sticky` when set), `respond`, `redirect` and `aggregate`; `upstream` is "" for the
+    others."""
 
     index: int
     match: Match
@@ -253,6 +296,9 @@ class Route:
     cors: Cors | None = None
     respond: Respond | None = None
     redirect: Redirect | None = None
+    aggregate: tuple[AggregateCall, ...] = ()
+    """The calls of an aggregation route (its terminal responder); empty for other routes."""
+    compress: Compress | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fastgw._proxy import AccessFilter, CorsFilter, Filter, FixedResponder, Redirector, Reply, as_filter
+from fastgw.aggregate.responder import route_aggregate_responder
+from fastgw.compress import route_compress_filter
 from fastgw.config.model import Access, Route
 from fastgw.ratelimit.build import route_rate_limit_filter
 from fastgw.tracing import route_trace_filter
@@ -43,6 +45,11 @@ def _cors(rt: Any, route: Route) -> Any:
     return CorsFilter(cors.origins, cors.methods, cors.headers, cors.expose_headers, cors.credentials, cors.max_age)
 
 
+def _auth(rt: Any, route: Route) -> Any:
+    auth = getattr(rt, "auth", None)
+    return auth.route_filter(route) if auth is not None and route.auth else None
+
+
 def _rate_limit(rt: Any, route: Route) -> Any:
     return route_rate_limit_filter(rt.rate_limits, route)
 
@@ -60,8 +67,17 @@ def _redirect(rt: Any, route: Route) -> Any:
     return Redirector(redirect.to, redirect.status) if redirect is not None else None
 
 
+def _aggregate(rt: Any, route: Route) -> Any:
+    return route_aggregate_responder(rt, route)
+
+
+def _compress(rt: Any, route: Route) -> Any:
+    return route_compress_filter(route)
+
+
 BUILDERS: tuple[Builder, ...] = (
-    route_trace_filter, _global_access, _route_access, _cors, _rate_limit, _respond, _redirect,
+    route_trace_filter, _global_access, _route_access, _cors, _auth,
+    _rate_limit, _respond, _redirect, _aggregate, _compress,
 )
 
 

@@ -23,13 +23,15 @@ from ..validators import (
 )
 from ..yamlsrc import Path, format_path, kind_of
 from .access import validate_access
+from .aggregate import validate_aggregate
+from .compress import validate_compress
 from .cors import validate_cors
 from .rate_limits import validate_route_rate_limit
 from .route_targets import validate_redirect, validate_respond, validate_rewrite, validate_split, validate_sticky
 
 __all__ = ["validate_routes"]
 
-ROUTE_UNSUPPORTED = ("auth", "cache", "aggregate", "websocket")
+ROUTE_UNSUPPORTED = ("auth", "cache", "websocket")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
 # Visible ASCII that a normalized request path may contain as is; '%' is checked separately, and
 # '{' '}' only ever delimit parameters.
@@ -63,8 +65,10 @@ ROUTE_KEYS = (
     "rate_limit",
     "access",
     "cors",
+    "aggregate",
+    "compress",
 )
-# Where a route's requests go: exactly one of these (`aggregate` counts, though not supported yet).
+# Where a route's requests go: exactly one of these.
 TARGET_KEYS = ("upstream", "upstreams", "respond", "redirect", "aggregate")
 
 
@@ -122,6 +126,15 @@ def validate_route(
         rate_limit = validate_route_rate_limit(report, (*path, "rate_limit"), present["rate_limit"], limit_names)
     access = validate_access(report, (*path, "access"), present["access"]) if "access" in present else None
     cors = validate_cors(report, (*path, "cors"), present["cors"]) if "cors" in present else None
+    aggregate = (
+        validate_aggregate(report, (*path, "aggregate"), present["aggregate"], match, upstream_names)
+        if "aggregate" in present
+        else ()
+    )
+    compress = validate_compress(report, (*path, "compress"), present["compress"]) if "compress" in present else None
+    if compress is not None and ("respond" in present or "redirect" in present):
+        report.error((*path, "compress"), "compress applies to upstream and aggregated responses; this route answers"
+                     " with a fixed response")
     if "upstream" not in present and "upstreams" not in present:
         for key in ("strip_prefix", "rewrite"):
             if key in present:
@@ -135,6 +148,7 @@ def validate_route(
         or ("upstreams" in present and not split)
         or ("respond" in present and respond is None)
         or ("redirect" in present and redirect is None)
+        or ("aggregate" in present and not aggregate)
     ):
         return None
     return Route(
@@ -152,6 +166,8 @@ def validate_route(
         cors=cors,
         respond=respond,
         redirect=redirect,
+        aggregate=aggregate,
+        compress=compress,
     )
 
 

@@ -1,0 +1,272 @@
+"""Response compression (`compress:` on a route): gzip, brotli and zstd, streamed.
+
+`CompressFilter` is a response filter of phase COMPRESS. For each upstream response it decides,
+from the head alone, whether the body is compressed; if so it sets `Content-Encoding` and asks for
+the body (`head.stream_through`), which then goes through one compressor per response piece by
+piece: nothing is buffered beyond what the compressor itself holds. The exchange sends the result
+chunked (close-delimited to HTTP/1.0 clients), since its length is not known in advance.
+
+A response is compressed only when all of these hold:
+- it is an upstream response (the gateway's own replies are small; an aggregation compresses its
+  merged body itself, with `compress_body`), with a body: not to HEAD, not 1xx, 204 or 304;
+- it is not a range response (206, or any `Content-Range`), and not already encoded (any
+  `Content-Encoding`), and its `Cache-Control` has no `no-transform`;
+- its media type is one of the route's `types` (`text/*` and `application/*+json` patterns);
+- its `Content-Length` is at least `min_size`; a response without one (chunked or close-delimited)
+  is compressed whatever its size, since the decision is made before any of the body is seen and
+  holding the body back to measure it would delay streaming responses;
+- the client accepts one of the route's `encodings` (Accept-Encoding with q-values, RFC 9110
+  §12.5.3; `*` stands for codings not listed; `x-gzip` is gzip; no header means no compression).
+  Among the accepted ones with the highest q, the route's order decides.
+
+`Vary: Accept-Encoding` is added to every response that passes the checks before the last one,
+compressed or not, since what a cache may serve for that URL then depends on Accept-Encoding.
+A compressed response's strong `ETag` becomes weak (the bytes differ from the identity
+representation, as nginx does) and `Accept-Ranges` is removed.
+
+Codecs: gzip is the standard library's zlib; brotli is Google's `brotli` binding; zstd is the
+API of the standard library's `compression.zstd` (Python 3.14, PEP 784), from `backports.zstd`
+before 3.14, so the dependency goes away with the Python upgrade. zstd levels are capped at 19,
+whose window (8 MiB) is the most RFC 9659 allows for HTTP.
+"""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import brotli
+
+try:  # Python 3.14+
+    from compression import zstd  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the Python version
+    from backports import zstd  # type: ignore[no-redef]
+
+from fastgw._proxy import Request, ResponseHead
+from fastgw.config.model import COMPRESS_ENCODINGS, Compress
+from fastgw.pipeline import ResponsePhase
+
+__all__ = [
+    "ENCODINGS", "CompressFilter", "Policy", "TypeMatcher", "compress_body", "negotiate", "route_compress_filter",
+]
+
+ENCODINGS = COMPRESS_ENCODINGS
+"""Every coding fastgw can produce, in its default order of preference."""
+
+_KEY = "fastgw.compress"
+"""Where a response's compressor waits in `req.vars` between its pieces."""
+_CACHE_SIZE = 256
+"""Distinct Accept-Encoding and Content-Type values remembered per route (clients send few)."""
+
+Stream = tuple[Callable[[bytes], bytes], Callable[[], bytes]]
+"""A response's compressor: (compress a piece, finish and return the rest)."""
+
+
+def _gzip_stream(level: int) -> Stream:
+    c = zlib.compressobj(level, zlib.DEFLATED, 31)  # 16 + 15: the gzip wrapper, 32 KiB window
+    return c.compress, c.flush
+
+
+def _br_stream(level: int) -> Stream:
+    c = brotli.Compressor(quality=level)
+    return c.process, c.finish
+
+
+def _zstd_stream(level: int) -> Stream:
+    c = zstd.ZstdCompressor(level=level)
+    return c.compress, c.flush
+
+
+_STREAMS: dict[str, Callable[[int], Stream]] = {"gzip": _gzip_stream, "br": _br_stream, "zstd": _zstd_stream}
+_WHOLE: dict[str, Callable[[bytes, int], bytes]] = {
+    "gzip": lambda data, level: zlib.compress(data, level, 31),
+    "br": lambda data, level: brotli.compress(data, quality=level),
+    "zstd": lambda data, level: zstd.compress(data, level),
+}
+
+
+def negotiate(accept: bytes | None, offered: tuple[str, ...]) -> str | None:
+    """The coding of `offered` the client prefers by `accept` (an Accept-Encoding value), or
+    None: highest q first, then the order of `offered`; q=0 refuses a coding; `*` gives its q to
+    every coding not named. A malformed element is ignored."""
+    if not accept:
+        return None
+    named: dict[str, float] = {}
+    star: float | None = None
+    for element in accept.decode("latin-1").split(","):
+        coding, _, params = element.partition(";")
+        coding = coding.strip().lower()
+        if not coding:
+            continue
+        q = 1.0
+        if params:
+            name, _, value = params.strip().partition("=")
+            if name.strip().lower() != "q":
+                continue
+            try:
+                q = float(value.strip())
+            except ValueError:
+                continue
+            if not 0.0 <= q <= 1.0:
+                continue
+        if coding == "x-gzip":
+            coding = "gzip"
+        if coding == "*":
+            star = q
+        else:
+            named[coding] = max(q, named.get(coding, 0.0))
+    best, best_q = None, 0.0
+    for coding in offered:
+        q = named.get(coding, star if star is not None else 0.0)
+        if q > best_q:
+            best, best_q = coding, q
+    return best
+
+
+class TypeMatcher:
+    """Media types as `type/subtype`, `type/*` or `type/*+suffix` patterns (lower case);
+    parameters of the response's type (`; charset=...`) are ignored."""
+
+    __slots__ = ("exact", "any_subtype", "suffixes", "_cache")
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.exact: set[bytes] = set()
+        self.any_subtype: set[bytes] = set()
+        self.suffixes: list[tuple[bytes, bytes]] = []
+        for pattern in patterns:
+            kind, _, subtype = pattern.lower().encode().partition(b"/")
+            if subtype == b"*":
+                self.any_subtype.add(kind)
+            elif subtype.startswith(b"*+"):
+                self.suffixes.append((kind, subtype[1:]))
+            else:
+                self.exact.add(kind + b"/" + subtype)
+        self._cache: dict[bytes, bool] = {}
+
+    def match(self, content_type: bytes) -> bool:
+        known = self._cache.get(content_type)
+        if known is not None:
+            return known
+        media = content_type.split(b";", 1)[0].strip().lower()
+        kind, _, subtype = media.partition(b"/")
+        result = bool(subtype) and (
+            media in self.exact
+            or kind in self.any_subtype
+            or any(kind == k and subtype.endswith(suffix) for k, suffix in self.suffixes)
+        )
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.clear()
+        self._cache[content_type] = result
+        return result
+
+
+class Policy:
+    """What one route's `compress` decides, shared by its filter and its aggregation."""
+
+    __slots__ = ("encodings", "levels", "min_size", "types", "_choices")
+
+    def __init__(self, config: Compress) -> None:
+        self.encodings = config.encodings
+        self.levels = {"gzip": config.gzip_level, "br": config.br_level, "zstd": config.zstd_level}
+        self.min_size = config.min_size
+        self.types = TypeMatcher(config.types)
+        self._choices: dict[bytes | None, str | None] = {}
+
+    def choose(self, accept: bytes | None) -> str | None:
+        choices = self._choices
+        try:
+            return choices[accept]
+        except KeyError:
+            pass
+        coding = negotiate(accept, self.encodings)
+        if len(choices) >= _CACHE_SIZE:
+            choices.clear()
+        choices[accept] = coding
+        return coding
+
+
+def _has_token(values: list[bytes], token: bytes) -> bool:
+    for value in values:
+        for item in value.split(b","):
+            if item.strip().lower() == token:
+                return True
+    return False
+
+
+def _values(head: ResponseHead, lname: bytes) -> list[bytes]:
+    h = head.headers
+    return [h[i + 1] for i in range(0, len(h), 2) if h[i].lower() == lname]
+
+
+def add_vary(head: ResponseHead) -> None:
+    """`Vary: Accept-Encoding`, merged into any Vary already there (nothing to add to `*`)."""
+    vary = _values(head, b"vary")
+    if not vary:
+        head.add(b"Vary", b"Accept-Encoding")
+    elif not (_has_token(vary, b"accept-encoding") or _has_token(vary, b"*")):
+        head.set(b"Vary", b", ".join([*vary, b"Accept-Encoding"]))
+
+
+class CompressFilter:
+    """The COMPRESS response filter of a route with `compress:` (see the module docstring)."""
+
+    response_phase = ResponsePhase.COMPRESS
+    __slots__ = ("policy",)
+
+    def __init__(self, config: Compress) -> None:
+        self.policy = Policy(config)
+
+    def on_response(self, req: Request, head: ResponseHead) -> None:
+        status = head.status
+        if head.is_local or status < 200 or status == 204 or status == 206 or status == 304 \
+                or req.method == b"HEAD":
+            return
+        policy = self.policy
+        ctype = head.get(b"content-type")
+        if ctype is None or not policy.types.match(ctype):
+            return
+        if head.get(b"content-encoding") is not None or head.get(b"content-range") is not None:
+            return
+        length = head.length
+        if length is not None and length < policy.min_size:
+            return
+        cache_control = _values(head, b"cache-control")
+        if cache_control and _has_token(cache_control, b"no-transform"):
+            return
+        add_vary(head)
+        coding = policy.choose(req.header(b"accept-encoding"))
+        if coding is None:
+            return
+        head.set(b"Content-Encoding", coding.encode())
+        etag = head.get(b"etag")
+        if etag is not None and not etag.startswith(b"W/"):
+            head.set(b"ETag", b"W/" + etag)
+        head.remove(b"accept-ranges")
+        req.vars[_KEY] = _STREAMS[coding](policy.levels[coding])
+        head.stream_through(self)
+
+    def on_body(self, req: Request, data: bytes) -> bytes:
+        return req.vars[_KEY][0](data)
+
+    def on_end(self, req: Request) -> bytes:
+        return req.vars.pop(_KEY)[1]()
+
+
+def compress_body(
+    policy: Policy | None, req: Request, body: bytes, content_type: bytes
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """A whole body the gateway made itself (an aggregation's), compressed by the route's policy:
+    the body to send and the headers to add (Content-Encoding, Vary). The same checks as the
+    filter, on what is known of a local reply."""
+    if policy is None or req.method == b"HEAD" or len(body) < policy.min_size or not policy.types.match(content_type):
+        return body, []
+    coding = policy.choose(req.header(b"accept-encoding"))
+    if coding is None:
+        return body, [(b"vary", b"Accept-Encoding")]
+    compressed = _WHOLE[coding](body, policy.levels[coding])
+    return compressed, [(b"content-encoding", coding.encode()), (b"vary", b"Accept-Encoding")]
+
+
+def route_compress_filter(route: Any) -> CompressFilter | None:
+    """The route's filter, or None without `compress`."""
+    return CompressFilter(route.compress) if route.compress is not None else None
