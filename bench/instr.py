@@ -26,6 +26,7 @@ import yaml
 
 from bench import gateway, nginx
 from bench.scenarios import SCENARIOS, Scenario
+from fastgw.loadtest import gateway as loadtest_gateway
 from fastgw.loadtest.procs import Server, free_port, install_cleanup, stop_all, tree_pids
 
 _TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.M)
@@ -98,7 +99,14 @@ def _worker_pid(master: int, timeout: float) -> int:
 
 
 def measure(
-    target: str, backend_port: int, work: Path, warmup: int, requests: int, top: int, scenario: Scenario
+    target: str,
+    backend_port: int,
+    work: Path,
+    warmup: int,
+    requests: int,
+    top: int,
+    scenario: Scenario,
+    keepalive: int = 64,
 ) -> float:
     out_dir = work / f"cg-{target}"
     out_dir.mkdir()
@@ -106,17 +114,17 @@ def measure(
     upstream = f"127.0.0.1:{backend_port}"
     request = _request(scenario)
     if target == "fastgw":
-        doc = gateway.config(port, 1, upstream, 64, work / "fastgw-access.log", [scenario])
+        doc = gateway.config(port, 1, upstream, keepalive, work / "fastgw-access.log", [scenario])
         path = work / "fastgw.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         server = Server(
             "fastgw", _valgrind(out_dir, [sys.executable, "-m", "fastgw", "run", "-c", str(path)]), work / "fastgw.log"
         )
-        server.wait_line(gateway.READY, 300)
+        server.wait_line(loadtest_gateway.READY, 300)
     else:
         prefix = work / "nginx-proxy"
         prefix.mkdir()
-        conf = nginx.proxy_config(prefix, port, 1, upstream, 64, [scenario])
+        conf = nginx.proxy_config(prefix, port, 1, upstream, keepalive, [scenario])
         server = Server(
             "nginx", _valgrind(out_dir, [nginx.binary(), "-p", str(prefix), "-c", str(conf)]), prefix / "stderr.log"
         )
@@ -155,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         "-s", "--scenario", default="get-small",
         help="a GET scenario of bench/scenarios.py without a body (its route and nginx equivalent are set up)",
     )
+    ap.add_argument(
+        "--keepalive", type=int, default=64,
+        help="idle upstream connections both proxies keep (0: a new upstream connection per request,"
+        " which measures the connection set-up path; default 64)",
+    )
     args = ap.parse_args(argv)
     usable = {s.name: s for s in SCENARIOS if _measurable(s)}
     scenario = usable.get(args.scenario)
@@ -172,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = nginx.start("backend", prefix, nginx.backend_config(prefix, backend_port, 1), backend_port, 1, None)
     try:
         results = {
-            t: measure(t, backend_port, work, args.warmup, args.requests, args.top, scenario)
+            t: measure(t, backend_port, work, args.warmup, args.requests, args.top, scenario, args.keepalive)
             for t in args.targets.split(",")
         }
     finally:

@@ -150,6 +150,13 @@ def proxy_config(
         [s.nginx_locations for s in scenarios if s.nginx_equivalent and s.nginx_locations]
         + ([locations] if locations else [])
     )
+    # keepalive 0: no idle connections kept, a new upstream connection per request (nginx refuses
+    # `keepalive 0`, it means leaving the directive out).
+    keepalive_lines = (
+        f"        keepalive {keepalive};\n        keepalive_requests 1000000;\n        keepalive_timeout 60s;\n"
+        if keepalive
+        else ""
+    )
     return _write(
         prefix,
         _main_section(prefix, workers, connections)
@@ -165,10 +172,7 @@ def proxy_config(
     client_body_buffer_size 128k;
     upstream backend {{
         server {upstream};
-        keepalive {keepalive};
-        keepalive_requests 1000000;
-        keepalive_timeout 60s;
-    }}
+{keepalive_lines}    }}
 {http_extra}
     server {{
         listen 127.0.0.1:{port} reuseport backlog=4096;
