@@ -154,7 +154,7 @@ class Runtime:
             for pool in group.pools:
                 pool.close_all()
         self.client.close()
-        self.metrics.gauges_cleared()
+        self.metrics.close(time.time(), monotonic())
         exporter = self.tracing.exporter if self.tracing is not None else None
         if exporter is not None and not self.loop.is_running() and not self.loop.is_closed():
             self.loop.run_until_complete(exporter.flush(1.0))

@@ -72,8 +72,10 @@ class WorkerMetrics:
             row[off + ncounters + 1] = 1 if pool.ejected_until else 0
         row[self._worker_at + WORKER_GAUGES.index("connections")] = connections
 
-    def gauges_cleared(self) -> None:
-        """At exit: this worker's gauges no longer hold."""
+    def close(self, wall: float, mono: float) -> None:
+        """At exit: the counters' last values are published (a worker that drains fast would
+        otherwise take up to a tick of them along), and this worker's gauges no longer hold."""
+        self.tick(wall, mono, 0)
         row = self._row
         for _, off in self._targets:
             for i in range(len(TARGET_GAUGES)):
