@@ -37,7 +37,9 @@ def _plan(route: Route, config: Config) -> Plan:
         prefix = route.match.prefix.rstrip("/")
         plan.strip_len = len(prefix.encode())
     plan.route_key = route_key(route)
-    plan.request_drop = _drops(route.headers.request)
+    # Headers the gateway vouches for (forwarded claims, consumer names) are dropped from every
+    # client request, on every route, so that no client can pose as authenticated (DESIGN §8).
+    plan.request_drop = _drops(route.headers.request, config.auth_headers)
     plan.request_set = _render(route.headers.request)
     plan.response_drop = _drops(route.headers.response, config.hide_backend_headers)
     plan.response_set = _render(route.headers.response)

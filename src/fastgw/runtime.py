@@ -12,6 +12,8 @@ from typing import Any
 
 from fastgw._core import monotonic
 from fastgw._proxy import RequestIds
+from fastgw.auth.build import WorkerAuth
+from fastgw.auth.shared import AuthShared
 from fastgw.config.model import Config, Listener
 from fastgw.http.replies import Replies
 from fastgw.log import AccessLogWriter, log_exception, process_log
@@ -36,7 +38,8 @@ class ListenerInfo:
 
     def __init__(self, listener: Listener) -> None:
         self.address = address = listener.address
-        self.forwarded_lines = b"x-forwarded-proto: http\r\nx-forwarded-port: %d\r\n" % address.port
+        proto = b"https" if listener.tls is not None else b"http"
+        self.forwarded_lines = b"x-forwarded-proto: %s\r\nx-forwarded-port: %d\r\n" % (proto, address.port)
         self.underscores_in_headers = listener.underscores_in_headers
 
 
@@ -44,7 +47,7 @@ class Runtime:
     def __init__(
         self, config: Config, loop: asyncio.AbstractEventLoop, generation: int,
         shared: UpstreamShared | None = None, slot: int = 0, buckets: SharedBuckets | None = None,
-        metrics: SharedMetrics | None = None,
+        metrics: SharedMetrics | None = None, auth: AuthShared | None = None,
     ) -> None:
         self.config = config
         self.loop = loop
@@ -61,6 +64,7 @@ class Runtime:
         self.tracing = attach_tracing(self)
         self.rate_limits = attach_rate_limits(self, buckets, slot)
         self.global_access = access_filter(config.access)
+        self.auth = WorkerAuth(config, loop, auth) if config.auth else None
         attach_chains(self)
         limits = config.limits
         self.max_head = limits.max_head
@@ -154,6 +158,8 @@ class Runtime:
             for pool in group.pools:
                 pool.close_all()
         self.client.close()
+        if self.auth is not None:
+            self.auth.close()
         self.metrics.close(time.time(), monotonic())
         exporter = self.tracing.exporter if self.tracing is not None else None
         if exporter is not None and not self.loop.is_running() and not self.loop.is_closed():

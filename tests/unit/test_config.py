@@ -462,12 +462,9 @@ def test_header_edits(tmp_path: Path, edit: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("where", "snippet", "key"),
     [
-        ("top", "auth: {main: {type: jwt}}", "auth"),
         ("top", "cache_size: 64MiB", "cache_size"),
-        ("route", "auth: main_jwt", "routes[0].auth"),
         ("route", "cache: {ttl: 30s}", "routes[0].cache"),
         ("route", "websocket: true", "routes[0].websocket"),
-        ("listen", "tls: {cert: c.pem, key: k.pem}", "listen[0].tls"),
     ],
 )
 def test_keys_not_supported_yet(tmp_path: Path, where: str, snippet: str, key: str) -> None:

@@ -21,6 +21,7 @@ from .model import Config
 from .report import ConfigError, Context, Report, fields, section
 from .sections.access import validate_global_access
 from .sections.access_log import validate_access_log
+from .sections.auth import validate_auth
 from .sections.errors import validate_errors
 from .sections.hide_backend_headers import validate_hide_backend_headers
 from .sections.limits import validate_limits
@@ -47,6 +48,7 @@ SECTIONS: dict[str, Callable[[Report, Path, Any, Context], Any]] = {
     "limits": validate_limits,
     "trusted_proxies": validate_trusted_proxies,
     "access": validate_global_access,
+    "auth": validate_auth,
     "routes": validate_routes,
     "errors": validate_errors,
     "access_log": validate_access_log,
@@ -55,7 +57,7 @@ SECTIONS: dict[str, Callable[[Report, Path, Any, Context], Any]] = {
     "tracing": validate_tracing,
 }
 TOP_LEVEL = ("workers", "grace_period", "pidfile", *SECTIONS)
-TOP_LEVEL_UNSUPPORTED = ("auth", "cache_size")
+TOP_LEVEL_UNSUPPORTED = ("cache_size",)
 
 
 def load(path: str, *, host_checks: bool = False) -> Config:

@@ -33,6 +33,8 @@ class Listener:
 
     address: Address
     underscores_in_headers: bool = False
+    tls: ListenerTls | None = None
+    """TLS termination on this address (None: plain HTTP)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,8 @@ class Upstream:
     outlier: Outlier | None = field(default_factory=Outlier)
     """None with `outlier: off`: no target is ever ejected for failing."""
     retries: Retries = field(default_factory=Retries)
+    tls: UpstreamTls | None = None
+    """TLS to the targets (None: plain HTTP)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +303,9 @@ class Route:
     aggregate: tuple[AggregateCall, ...] = ()
     """The calls of an aggregation route (its terminal responder); empty for other routes."""
     compress: Compress | None = None
+    auth: tuple[str, ...] = ()
+    """Names of `auth` entries; a request passes with the first whose credentials it carries."""
+    require: Require | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,3 +419,164 @@ class Config:
     """None without a `tracing` section: no route propagates or records traces."""
     access: Access | None = None
     """Access control for every route, checked before a route's own."""
+    auth: Mapping[str, AuthSpec] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def auth_headers(self) -> tuple[str, ...]:
+        """Lower-case names of the request headers the gateway vouches for (every
+        `forward_claims` header and `consumer_header`): removed from every request on every
+        route, so that only the gateway can send them (DESIGN §8)."""
+        return auth_header_names(self.auth)
+
+
+# ---- TLS and authentication (issue 10) -----------------------------------------------------------
+
+MOZILLA_INTERMEDIATE = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+)
+"""The TLS 1.2 cipher list of Mozilla's "intermediate" server configuration (v5.7); TLS 1.3
+suites are OpenSSL's defaults, all of which that configuration accepts."""
+
+
+@dataclass(frozen=True, slots=True)
+class CertKey:
+    """A certificate chain and its private key (PEM files). `names`: the SNI names it serves
+    (lower-case, `*.` for one label of wildcard); empty: the names of the certificate."""
+
+    cert: str
+    key: str
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerTls:
+    """`certificates[0]` is the default for a missing or unknown SNI name. `client_cert`:
+    `off`, `optional` or `required` (mTLS, checked against `client_ca`)."""
+
+    certificates: tuple[CertKey, ...]
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    ciphers: str = MOZILLA_INTERMEDIATE
+    client_ca: str | None = None
+    client_cert: Literal["off", "optional", "required"] = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTls:
+    """TLS to an upstream's targets: verified against `ca` (else the system's CAs) unless
+    `verify` is false; `sni` is the name sent and checked (default: `host_header`'s host, else
+    the target's host)."""
+
+    verify: bool = True
+    ca: str | None = None
+    sni: str | None = None
+    client_cert: CertKey | None = None
+
+
+TokenSource = tuple[Literal["header", "cookie", "query"], str]
+"""Where a bearer token is read: ("header", lower-case name), ("cookie", name) or ("query",
+name). ("header", "authorization") means the `Bearer` scheme of RFC 6750."""
+BEARER: tuple[TokenSource, ...] = (("header", "authorization"),)
+
+
+@dataclass(frozen=True, slots=True)
+class JwtAuth:
+    """JWT validation (DESIGN §8). Exactly one of `jwks_file`, `jwks_url` and `secret` is set:
+    asymmetric algorithms take keys from a JWKS, HS* a shared secret. `forward_claims` maps claim
+    names to lower-case header names."""
+
+    name: str
+    algorithms: tuple[str, ...]
+    jwks_file: str | None = None
+    jwks_url: str | None = None
+    secret: bytes | None = field(default=None, repr=False)
+    jwks_refresh: float = 300.0
+    jwks_timeout: float = 5.0
+    jwks_ca: str | None = None
+    issuer: tuple[str, ...] = ()
+    audience: tuple[str, ...] = ()
+    leeway: float = 0.0
+    require_exp: bool = True
+    sources: tuple[TokenSource, ...] = BEARER
+    forward_claims: tuple[tuple[str, str], ...] = ()
+    consumer_claim: str = "sub"
+    cache_size: int = 10_000
+    max_token: int = 16 * 1024
+    line: int | None = None
+    type: Literal["jwt"] = "jwt"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyAuth:
+    """API keys from header `header` or query parameter `query`. `keys` maps the SHA-256 digest
+    of each key to its consumer name; the keys themselves are not kept."""
+
+    name: str
+    keys: Mapping[bytes, str] = field(repr=False)
+    header: str | None = "x-api-key"
+    query: str | None = None
+    keys_file: str | None = None
+    consumer_header: str = "x-consumer"
+    line: int | None = None
+    type: Literal["api_key"] = "api_key"
+
+
+@dataclass(frozen=True, slots=True)
+class IntrospectionAuth:
+    """OAuth2 token introspection (RFC 7662) of opaque bearer tokens at `url`, authenticated with
+    HTTP Basic `client_id`:`client_secret`. Active results are cached until their `exp`, at most
+    `cache_ttl`; inactive ones for `inactive_ttl`."""
+
+    name: str
+    url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    timeout: float = 2.0
+    cache_ttl: float = 300.0
+    inactive_ttl: float = 10.0
+    ca: str | None = None
+    sources: tuple[TokenSource, ...] = BEARER
+    forward_claims: tuple[tuple[str, str], ...] = ()
+    consumer_claim: str = "sub"
+    cache_size: int = 10_000
+    max_token: int = 4096
+    line: int | None = None
+    type: Literal["introspection"] = "introspection"
+
+
+@dataclass(frozen=True, slots=True)
+class MtlsAuth:
+    """The client certificate a listener verified (`client_cert` on its `tls`): the consumer is
+    its subject's common name (`consumer: cn`) or whole subject (`subject`, RFC 4514)."""
+
+    name: str
+    consumer: Literal["cn", "subject"] = "cn"
+    consumer_header: str = "x-consumer"
+    line: int | None = None
+    type: Literal["mtls"] = "mtls"
+
+
+AuthSpec = JwtAuth | ApiKeyAuth | IntrospectionAuth | MtlsAuth
+
+
+def auth_header_names(auth: Mapping[str, AuthSpec]) -> tuple[str, ...]:
+    names: set[str] = set()
+    for spec in auth.values():
+        if isinstance(spec, (JwtAuth, IntrospectionAuth)):
+            names.update(header for _, header in spec.forward_claims)
+        else:
+            names.add(spec.consumer_header)
+    return tuple(sorted(names))
+
+
+@dataclass(frozen=True, slots=True)
+class Require:
+    """What an authenticated request must also have on a route, else 403: every scope of
+    `scopes` (in the space-separated `scope` claim, or the `scp` list), each claim of `claims`
+    equal to one of its values (or, for a list claim, containing one), and a consumer among
+    `consumers` when given."""
+
+    scopes: tuple[str, ...] = ()
+    claims: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    consumers: tuple[str, ...] = ()

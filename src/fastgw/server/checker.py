@@ -1,5 +1,7 @@
-"""The master's health-checker processes: one per worker generation that has active checks, so
-probes run once per host however many workers there are (DESIGN §2).
+"""The master's per-generation helper processes: the health checker (one per worker generation
+that has active checks, so probes run once per host however many workers there are, DESIGN §2),
+and the auth agent (`fastgw.auth.agent`: JWKS URL fetches and token introspection, once per host),
+both supervised by `GenerationProcesses`.
 
 A generation's checker is forked with the generation (it writes that generation's shared health
 table) and stopped when the generation is retired or given up; during a reload the old and the
@@ -13,6 +15,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from fastgw.log import process_log
 from fastgw.server.procinfo import set_title
@@ -27,38 +30,53 @@ STOP_WAIT = 2.0
 @dataclass(eq=False)
 class _Checker:
     generation: int
-    shared: UpstreamShared
+    shared: Any
     pid: int = 0
     started: float = 0.0
     restart_at: float | None = None
     backoff: float = 0.0
 
 
-class HealthCheckers:
-    def __init__(self, close_fds: Callable[[set[int]], None], lifeline_fd: int) -> None:
+class GenerationProcesses:
+    """One helper process per generation, running `run(payload, lifeline_fd)`: restarted when it
+    dies (with a back-off if it keeps dying), stopped when its generation is retired. A payload
+    with a `fds()` method keeps those descriptors open in the child."""
+
+    def __init__(
+        self,
+        close_fds: Callable[[set[int]], None],
+        lifeline_fd: int,
+        name: str = "health checker",
+        run: Callable[[Any, int], NoReturn] = run_checker,
+    ) -> None:
         """`close_fds(keep)` closes, in a freshly forked child, every descriptor the master owns
         except `keep`."""
         self._close_fds = close_fds
         self._lifeline = lifeline_fd
         self._checkers: dict[int, _Checker] = {}
         self._stopping = False
+        self.name = name
+        self._run = run
 
-    def start(self, generation: int, shared: UpstreamShared) -> None:
-        """Starts the checker of `generation`, if any of its upstreams has active checks."""
-        if shared.health is None or self._stopping:
+    def start(self, generation: int, payload: Any) -> None:
+        if self._stopping:
             return
-        checker = _Checker(generation, shared)
+        checker = _Checker(generation, payload)
         self._checkers[generation] = checker
         self._spawn(checker)
+
+    def generations(self) -> list[int]:
+        return list(self._checkers)
 
     def _spawn(self, checker: _Checker) -> None:
         pid = os.fork()
         if pid == 0:
             try:
-                set_title(f"fastgw: checker (generation {checker.generation})")
-                self._close_fds({self._lifeline})
+                set_title(f"fastgw: {self.name} (generation {checker.generation})")
+                fds = getattr(checker.shared, "fds", None)
+                self._close_fds({self._lifeline, *(fds() if fds is not None else ())})
             finally:
-                run_checker(checker.shared, self._lifeline)
+                self._run(checker.shared, self._lifeline)
         checker.pid = pid
         checker.started = time.monotonic()
         checker.restart_at = None
@@ -81,7 +99,7 @@ class HealthCheckers:
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
         lived = time.monotonic() - checker.started
         checker.backoff = min(MAX_BACKOFF, max(0.1, checker.backoff * 2)) if lived < 1.0 else 0.0
-        process_log(f"health checker {pid} exited ({how}); restarting it"
+        process_log(f"{self.name} {pid} exited ({how}); restarting it"
                     + (f" in {checker.backoff:.1f}s" if checker.backoff else ""))
         checker.restart_at = time.monotonic() + checker.backoff
         return True
@@ -123,6 +141,13 @@ class HealthCheckers:
                 else:
                     time.sleep(0.01)
         self._checkers.clear()
+
+
+class HealthCheckers(GenerationProcesses):
+    def start(self, generation: int, shared: UpstreamShared) -> None:
+        """Starts the checker of `generation`, if any of its upstreams has active checks."""
+        if shared.health is not None:
+            super().start(generation, shared)
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -13,19 +13,22 @@ import os
 import selectors
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fastgw.auth.agent import run_agent
 from fastgw.config import ConfigError, load
 from fastgw.config.model import Address, Config
 from fastgw.log import log_exception, process_log
 from fastgw.metrics.shared import MetricsHub, SharedMetrics
 from fastgw.ratelimit import SharedBuckets, shared_buckets
 from fastgw.server.admin import AdminServer
-from fastgw.server.checker import HealthCheckers
+from fastgw.server.checker import GenerationProcesses, HealthCheckers
 from fastgw.server.place import place
 from fastgw.server.procinfo import MASTER_TITLE, is_fastgw_master, set_title
+from fastgw.server.security import Security, build_security
 from fastgw.server.sockets import make_listener, probe
 from fastgw.server.worker import WORKER_BOOT_ERROR, run_worker
 from fastgw.upstream.shared import UpstreamShared
@@ -73,6 +76,8 @@ class Generation:
     """Listen sockets created for this generation (closed again if it never serves)."""
     metrics: SharedMetrics | None = None
     """The generation's metrics table, one row per worker slot (see fastgw.metrics.shared)."""
+    security: Security | None = None
+    """TLS contexts and auth state, built before the generation's first fork (fastgw.server.security)."""
 
 
 class StartError(Exception):
@@ -107,6 +112,9 @@ class Master:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.checkers = HealthCheckers(self._close_in_child, self._life_r)
+        self.agents = GenerationProcesses(self._close_in_child, self._life_r, "auth agent", run_agent)
+        """The auth agent of each generation that needs one, kept until its last worker is gone."""
+        self.securities: dict[int, Security] = {}
         self.metrics = MetricsHub()
         """Every generation's metrics table, and what retired generations counted."""
 
@@ -121,6 +129,7 @@ class Master:
         try:
             self._check_pidfile()
             self._check_access_log(self.config)
+            security = self._build_security(self.config)
             self._ensure_sockets(self.config)
             if self.config.admin is not None:
                 try:
@@ -134,7 +143,7 @@ class Master:
             self._cleanup()
             return 1
         self._log_listening(self.config)
-        self.current = self._start_generation(1, self.config)
+        self.current = self._start_generation(1, self.config, security)
         try:
             while not self._finished():
                 self._loop_once()
@@ -268,12 +277,26 @@ class Master:
                     out.append((sock, listener.address))
         return out
 
-    def _start_generation(self, number: int, config: Config) -> Generation:
+    def _build_security(self, config: Config) -> Security:
+        """The generation's TLS contexts and auth state; StartError when a certificate became
+        unusable since the config was checked."""
+        previous = self.current.security if self.current is not None else None
+        try:
+            return build_security(config, previous)
+        except (OSError, ssl.SSLError) as exc:
+            index = next((i for i, listener in enumerate(config.listen) if listener.tls is not None), 0)
+            raise StartError(f"{place(self.config_path, ('listen', index, 'tls'))}: {exc}") from None
+
+    def _start_generation(self, number: int, config: Config, security: Security) -> Generation:
         previous = self.current.shared if self.current is not None else None
         gen = Generation(number, config, shared=UpstreamShared(config, config.workers, number, previous))
         gen.covers = self.reload_requests
         assert gen.shared is not None
         self.checkers.start(number, gen.shared)
+        gen.security = security
+        self.securities[number] = security
+        if security.agent_needed:
+            self.agents.start(number, security.auth)
         gen.buckets = shared_buckets(config, self.current.buckets if self.current is not None else None)
         gen.metrics = self.metrics.start(config, config.workers, number, gen.buckets)
         for slot in range(config.workers):
@@ -290,7 +313,8 @@ class Master:
                 self._close_in_child(keep={status_w, self._life_r, *(s.fileno() for s, _ in sockets)})
             finally:
                 run_worker(
-                    gen.config, gen.number, sockets, status_w, self._life_r, gen.shared, slot, gen.buckets, gen.metrics
+                    gen.config, gen.number, sockets, status_w, self._life_r, gen.shared, slot, gen.buckets, gen.metrics,
+                    gen.security,
                 )
         os.close(status_w)
         os.set_blocking(status_r, False)
@@ -306,6 +330,8 @@ class Master:
         self.sel.close()
         fds = {self._wake_r, self._wake_w, self._life_w}
         fds |= {w.status_fd for w in self.workers.values()}
+        for security in self.securities.values():
+            fds |= security.fds()
         if self.admin is not None:
             fds |= self.admin.fds()
         for socks in self.sockets.values():
@@ -351,7 +377,8 @@ class Master:
                 return
             proc = self.workers.pop(pid, None)
             if proc is None:
-                self.checkers.reaped(pid, status)
+                if not self.checkers.reaped(pid, status):
+                    self.agents.reaped(pid, status)
                 continue
             self._unregister(proc)
             self._worker_exited(proc, status)
@@ -393,6 +420,8 @@ class Master:
         cur = self.current
         assert cur is not None
         self.checkers.supervise(now)
+        self.agents.supervise(now)
+        self._retire_agents()
         for slot, at in list(self.respawn_at.items()):
             if at <= now:
                 del self.respawn_at[slot]
@@ -419,6 +448,15 @@ class Master:
                 self._kill(w.pid, signal.SIGKILL)
             elif not w.ready and now - w.started > BOOT_TIMEOUT and w.generation == cur.number:
                 self._kill(w.pid, signal.SIGKILL)
+
+    def _retire_agents(self) -> None:
+        """A generation's auth agent and shared auth state go when none of its workers is left
+        (old workers finishing their requests during a reload still introspect through it)."""
+        live = {w.generation for w in self.workers.values()}
+        live |= {g.number for g in (self.current, self.pending) if g is not None}
+        for number in [n for n in self.securities if n not in live]:
+            self.agents.retire(number)
+            self.securities.pop(number).close()
 
     def _generation_serves_alone(self, gen: Generation, now: float) -> bool:
         """Every worker of `gen` listens and no older worker still accepts, so from now on every
@@ -463,11 +501,12 @@ class Master:
             return
         try:
             self._check_access_log(config)
+            security = self._build_security(config)
             created = self._ensure_sockets(config)
         except StartError as exc:
             self._reload_failed(covers, f"{exc}; still serving the old configuration")
             return
-        self.pending = self._start_generation(cur.number + 1, config)
+        self.pending = self._start_generation(cur.number + 1, config, security)
         self.pending.new_sockets = created
         self._write_status()
 
@@ -541,6 +580,7 @@ class Master:
             w.stopping = True
             self._kill(w.pid, signal.SIGKILL)
         self.checkers.retire(pending.number)
+        self._retire_agents()
         self._close_sockets(pending.new_sockets)
         self._reload_failed(pending.covers, f"{why}; still serving the old configuration")
         if self.reload_queued:
@@ -564,6 +604,7 @@ class Master:
             w.stopping = True
             self._kill(w.pid, sig)
         self.checkers.stop()
+        self.agents.stop()
 
     def _kill(self, pid: int, sig: int) -> None:
         try:
@@ -658,6 +699,9 @@ class Master:
         if self.admin is not None:
             self.admin.close()
         self.checkers.wait()
+        self.agents.wait()
+        for security in self.securities.values():
+            security.close()
         os.close(self._life_w)
 
     # ---- for the admin API --------------------------------------------------------------------

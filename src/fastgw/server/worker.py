@@ -22,6 +22,7 @@ from fastgw.metrics.shared import SharedMetrics
 from fastgw.ratelimit import SharedBuckets
 from fastgw.runtime import ListenerInfo, Runtime
 from fastgw.server.procinfo import set_title
+from fastgw.server.security import Security
 from fastgw.server.sockets import BACKLOG
 from fastgw.upstream.shared import UpstreamShared
 
@@ -41,15 +42,19 @@ def run_worker(
     slot: int = 0,
     buckets: SharedBuckets | None = None,
     metrics: SharedMetrics | None = None,
+    security: Security | None = None,
 ) -> NoReturn:
     """Entry point in the forked child; never returns. `shared` is the generation's shared
     upstream state, `slot` the worker's slot (where it publishes its upstream stats), `buckets`
     the rate-limit table the master set up before forking, common to every worker, `metrics` the
-    generation's metrics table (the worker writes row `slot`)."""
+    generation's metrics table (the worker writes row `slot`), `security` the generation's TLS
+    contexts and auth state."""
     code = WORKER_BOOT_ERROR
     try:
         set_title(f"fastgw: worker {slot} (generation {generation})")
-        code = _Worker(config, generation, sockets, status_fd, lifeline_fd, shared, slot, buckets, metrics).run()
+        code = _Worker(
+            config, generation, sockets, status_fd, lifeline_fd, shared, slot, buckets, metrics, security
+        ).run()
     except BaseException as exc:
         log_exception(f"worker {os.getpid()}", exc)
     finally:
@@ -68,8 +73,10 @@ class _Worker:
         slot: int = 0,
         buckets: SharedBuckets | None = None,
         metrics: SharedMetrics | None = None,
+        security: Security | None = None,
     ) -> None:
         self.config = config
+        self.security = security or Security()
         self.metrics = metrics
         self.shared = shared
         self.slot = slot
@@ -89,13 +96,16 @@ class _Worker:
         asyncio.set_event_loop(loop)
         self.loop = loop
         self.rt = rt = Runtime(
-            self.config, loop, self.generation, self.shared, self.slot, self.buckets, self.metrics
+            self.config, loop, self.generation, self.shared, self.slot, self.buckets, self.metrics,
+            self.security.auth,
         )
         listeners = {listener.address: listener for listener in self.config.listen}
         for sock, address in self.sockets:
             info = ListenerInfo(listeners[address])
+            context = self.security.tls.get(address)
+            tls = {"ssl": context, "ssl_handshake_timeout": rt.header_timeout} if context is not None else {}
             server = loop.run_until_complete(
-                loop.create_server(lambda info=info: ClientProtocol(rt, info), sock=sock, backlog=BACKLOG)
+                loop.create_server(lambda info=info: ClientProtocol(rt, info), sock=sock, backlog=BACKLOG, **tls)
             )
             self.servers.append(server)
         rt.start()

@@ -522,7 +522,7 @@ class UpstreamClient:
     async def _connect(self, pool: Any, deadline: float) -> _Connection:
         loop = self.loop
         async with asyncio.timeout_at(min(loop.time() + pool.connect_timeout, deadline)):
-            _, conn = await loop.create_connection(lambda: _Connection(self, pool), pool.host, pool.port)
+            _, conn = await loop.create_connection(lambda: _Connection(self, pool), pool.host, pool.port, **pool.tls)
         conn.reused = False
         return conn
 

@@ -19,12 +19,13 @@ import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import uvloop
 
 from fastgw.config.model import HealthCheck
 from fastgw.log import log_exception, process_log
+from fastgw.tls import upstream_context, upstream_server_hostname
 from fastgw.upstream.shared import (
     HEALTHY,
     STATE_NAMES,
@@ -79,7 +80,11 @@ def expected(check: HealthCheck, status: int) -> bool:
 async def http_probe(entry: HealthEntry) -> int:
     """The status of one probe's final response; raises OSError, TimeoutError or ValueError when
     there is none. The caller bounds the time."""
-    reader, writer = await asyncio.open_connection(entry.address.host, entry.address.port, limit=_MAX_HEAD)
+    tls: dict[str, Any] = {}
+    if entry.tls is not None:
+        name = upstream_server_hostname(entry.tls, entry.host_header, entry.address.host)
+        tls = {"ssl": upstream_context(entry.tls), "server_hostname": name}
+    reader, writer = await asyncio.open_connection(entry.address.host, entry.address.port, limit=_MAX_HEAD, **tls)
     try:
         host = entry.host_header or str(entry.address)
         writer.write(

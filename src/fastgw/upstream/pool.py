@@ -6,8 +6,10 @@ The connections themselves (`fastgw.upstream.connection.UpstreamConnection`, com
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastgw.config.model import Target, Upstream
+from fastgw.tls import upstream_context, upstream_server_hostname
 from fastgw.upstream.connection import UpstreamConnection
 from fastgw.upstream.group import TargetGroup
 from fastgw.upstream.shared import GroupView
@@ -39,7 +41,7 @@ class TargetPool(TargetState):
 
     __slots__ = (
         "target", "host", "port", "label", "idle", "busy", "max_idle", "connect_timeout",
-        "read_timeout", "idle_timeout", "loop", "draining", "peak", "prev_peak", "window_start",
+        "read_timeout", "idle_timeout", "loop", "draining", "peak", "prev_peak", "window_start", "tls",
     )
 
     def __init__(
@@ -50,6 +52,13 @@ class TargetPool(TargetState):
         self.host = target.address.host
         self.port = target.address.port
         self.label = str(target.address)
+        self.tls: dict[str, Any] = {}
+        """`create_connection` arguments for an upstream with `tls` (see fastgw.tls)."""
+        if upstream.tls is not None:
+            self.tls = {
+                "ssl": upstream_context(upstream.tls),
+                "server_hostname": upstream_server_hostname(upstream.tls, upstream.host_header, self.host),
+            }
         self.idle: list[UpstreamConnection] = []
         self.busy: set[UpstreamConnection] = set()
         self.max_idle = upstream.keepalive
@@ -83,7 +92,7 @@ class TargetPool(TargetState):
     async def connect(self) -> UpstreamConnection:
         async with asyncio.timeout(self.connect_timeout):
             _, conn = await self.loop.create_connection(
-                lambda: UpstreamConnection(self), self.host, self.port
+                lambda: UpstreamConnection(self), self.host, self.port, **self.tls
             )
         conn.reused = False
         busy = self.busy

@@ -21,7 +21,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastgw.config.model import Address, Config, HealthCheck, Upstream
+from fastgw.config.model import Address, Config, HealthCheck, Upstream, UpstreamTls
 
 UNKNOWN, HEALTHY, UNHEALTHY = 0, 1, 2
 """Health states. A target is UNKNOWN until its first probe and is picked meanwhile."""
@@ -49,6 +49,8 @@ class HealthEntry:
     address: Address
     host_header: str | None
     check: HealthCheck
+    tls: UpstreamTls | None = None
+    """Probes go over TLS, as requests do, when the upstream has `tls`."""
 
     @property
     def key(self) -> tuple[str, Address, HealthCheck]:
@@ -72,7 +74,9 @@ def health_entries(config: Config) -> list[HealthEntry]:
     for name, upstream in config.upstreams.items():
         if upstream.health is not None:
             for target in upstream.targets:
-                entries.append(HealthEntry(len(entries), name, target.address, upstream.host_header, upstream.health))
+                entries.append(
+                    HealthEntry(len(entries), name, target.address, upstream.host_header, upstream.health, upstream.tls)
+                )
     return entries
 
 

@@ -11,10 +11,10 @@ from ..model import Address, Admin, Listener
 from ..report import Context, Report, section, sequence
 from ..validators import file_path, validate_address, validate_bool, validate_string
 from ..yamlsrc import Path, format_path
+from .tls import validate_listener_tls
 
 __all__ = ["validate_admin", "validate_listen"]
 
-LISTEN_UNSUPPORTED = ("tls",)
 
 
 def validate_listen(report: Report, path: Path, value: Any, context: Context) -> tuple[Listener, ...]:
@@ -24,10 +24,7 @@ def validate_listen(report: Report, path: Path, value: Any, context: Context) ->
         if isinstance(item, str):
             report.error(item_path, f'expected a mapping, got string (write {{address: "{item}"}})')
             continue
-        present = section(
-            report, item_path, item, ("address", "underscores_in_headers"), required=("address",),
-            unsupported=LISTEN_UNSUPPORTED,
-        )
+        present = section(report, item_path, item, ("address", "underscores_in_headers", "tls"), required=("address",))
         if present is None or "address" not in present:
             continue
         address = report.check((*item_path, "address"), present["address"], validate_address, None)
@@ -41,7 +38,10 @@ def validate_listen(report: Report, path: Path, value: Any, context: Context) ->
         underscores = report.check(
             (*item_path, "underscores_in_headers"), present.get("underscores_in_headers", False), validate_bool, False
         )
-        listeners.append((item_path, Listener(address, underscores)))
+        tls = validate_listener_tls(report, (*item_path, "tls"), present["tls"], context) if "tls" in present else None
+        if "tls" in present and tls is None:
+            continue
+        listeners.append((item_path, Listener(address, underscores, tls)))
     return tuple(listener for _, listener in listeners)
 
 

@@ -139,18 +139,22 @@ def validate_rate(value: Any) -> tuple[float, str]:
 
 
 def validate_limit_key(value: Any) -> str:
-    """`ip`, `route` or `header:NAME` (stored `header:` + lower-case NAME). `claim:NAME` and
-    `consumer` are keys of authenticated requests: refused until routes can have `auth`."""
+    """`ip`, `route`, `header:NAME` (stored `header:` + lower-case NAME), `claim:NAME` (a claim
+    of the verified token) or `consumer` (the authenticated consumer). The last two need `auth`
+    on every route that uses the limit (checked with the routes, `sections/auth.py`); a request
+    without the value is charged to its client address (`fastgw.ratelimit.keys`)."""
     hint = f"expected one of {', '.join(RATE_LIMIT_KEYS)}, got {shown(value)}"
     if not isinstance(value, str):
         raise ValueError(hint)
     if value in ("ip", "route"):
         return value
     kind, sep, name = value.partition(":")
-    if value == "consumer" or (sep and kind == "claim"):
-        if kind == "claim" and not name:
+    if value == "consumer":
+        return value
+    if sep and kind == "claim":
+        if not name or any(not 0x21 <= ord(c) <= 0x7E for c in name):
             raise ValueError("claim: needs a claim name, as in claim:sub")
-        raise ValueError(f"key {value!r} requires auth on the route (not supported yet)")
+        return value
     if not sep or kind != "header":
         suggestion = suggest(value, ("ip", "route", "consumer"))
         raise ValueError(hint + suggestion)

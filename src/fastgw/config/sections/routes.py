@@ -24,6 +24,7 @@ from ..validators import (
 from ..yamlsrc import Path, format_path, kind_of
 from .access import validate_access
 from .aggregate import validate_aggregate
+from .auth import validate_route_auth
 from .compress import validate_compress
 from .cors import validate_cors
 from .rate_limits import validate_route_rate_limit
@@ -31,7 +32,7 @@ from .route_targets import validate_redirect, validate_respond, validate_rewrite
 
 __all__ = ["validate_routes"]
 
-ROUTE_UNSUPPORTED = ("auth", "cache", "websocket")
+ROUTE_UNSUPPORTED = ("cache", "websocket")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
 # Visible ASCII that a normalized request path may contain as is; '%' is checked separately, and
 # '{' '}' only ever delimit parameters.
@@ -46,6 +47,7 @@ def validate_routes(report: Report, path: Path, value: Any, context: Context) ->
     routes: list[Route] = []
     for index, item in enumerate(sequence(report, path, value)):
         route = validate_route(report, (*path, index), index, item, upstream_names, limit_names)
+        route = validate_route_auth(report, (*path, index), item, route, context)
         if route is not None:
             routes.append(route)
     _report_duplicate_routes(report, path, routes)
@@ -65,6 +67,8 @@ ROUTE_KEYS = (
     "rate_limit",
     "access",
     "cors",
+    "auth",
+    "require",
     "aggregate",
     "compress",
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..validators import (
     validate_string,
 )
 from ..yamlsrc import Path, kind_of
+from .tls import validate_upstream_tls
 
 __all__ = ["validate_upstreams"]
 
@@ -41,11 +43,19 @@ UPSTREAM_KEYS = (
     "health",
     "outlier",
     "retries",
+    "tls",
 )
 
 
 def validate_upstreams(report: Report, path: Path, value: Any, context: Context) -> Mapping[str, Upstream]:
-    return MappingProxyType(named_items(report, path, value, "upstream", "upstreams", validate_upstream))
+    upstreams = named_items(report, path, value, "upstream", "upstreams", validate_upstream)
+    bodies = {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}
+    for name, upstream in upstreams.items():
+        body = bodies.get(name)
+        if isinstance(body, dict) and "tls" in body:
+            tls = validate_upstream_tls(report, (*path, name, "tls"), body["tls"], context)
+            upstreams[name] = replace(upstream, tls=tls)
+    return MappingProxyType(upstreams)
 
 
 def validate_upstream(report: Report, path: Path, name: str, value: Any) -> Upstream | None:

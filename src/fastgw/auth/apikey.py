@@ -1,0 +1,107 @@
+"""API keys (`type: api_key`) and client certificates (`type: mtls`): authenticators that name a
+consumer.
+
+API keys are kept only as SHA-256 digests (the config may list the digests themselves,
+`sha256:HEX`, so that the keys file holds no secret). A presented key is hashed, the digest looked
+up, and the stored digest compared with `hmac.compare_digest`: the lookup can reveal at most
+something about a digest, and SHA-256's preimage resistance keeps that from saying anything about
+a key. The consumer name goes to the upstream in `consumer_header` (removed from every client
+request on every route) and is the request's identity (`key: consumer` rate limits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import weakref
+from typing import Any
+
+from fastgw._proxy import Reply
+from fastgw.config.model import ApiKeyAuth, MtlsAuth
+
+from .tokens import AMBIGUOUS, Refusals, TokenReader
+
+__all__ = ["ApiKeyAuthenticator", "MtlsAuthenticator", "hash_key"]
+
+
+def hash_key(key: bytes) -> bytes:
+    return hashlib.sha256(key).digest()
+
+
+class ApiKeyAuthenticator:
+    __slots__ = ("spec", "name", "read", "keys", "refusals", "header")
+
+    def __init__(self, spec: ApiKeyAuth) -> None:
+        self.spec = spec
+        self.name = spec.name
+        source = ("header", spec.header) if spec.header is not None else ("query", spec.query or "api_key")
+        self.read = TokenReader([source])  # type: ignore[list-item]
+        # digest -> (the stored digest, consumer, consumer as header bytes)
+        self.keys = {d: (d, consumer, consumer.encode()) for d, consumer in spec.keys.items()}
+        self.refusals = Refusals(b"ApiKey")
+        self.header = spec.consumer_header.encode("latin-1")
+
+    def authenticate(self, req: Any) -> Reply | None:
+        key = self.read(req)
+        if key is None:
+            return self.refusals.missing
+        if key is AMBIGUOUS:
+            return self.refusals.ambiguous
+        digest = hashlib.sha256(key).digest()
+        entry = self.keys.get(digest)
+        if entry is None or not hmac.compare_digest(entry[0], digest):
+            return self.refusals.invalid
+        req.identity = entry[1]
+        req.set_upstream_header(self.header, entry[2])
+        return None
+
+
+class MtlsAuthenticator:
+    """The consumer of a connection whose client certificate the listener verified: its
+    subject's common name or whole subject, read once per connection."""
+
+    __slots__ = ("spec", "name", "refusals", "header", "_seen", "_use_cn")
+
+    def __init__(self, spec: MtlsAuth) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.refusals = Refusals(b"Mutual")
+        self.header = spec.consumer_header.encode("latin-1")
+        self._use_cn = spec.consumer == "cn"
+        self._seen: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+
+    def authenticate(self, req: Any) -> Reply | None:
+        ex = req.ex
+        transport = ex.transport if ex is not None else None
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is None:
+            return self.refusals.missing
+        try:
+            consumer = self._seen[ssl_object]
+        except KeyError:
+            consumer = self._seen[ssl_object] = self._consumer(ssl_object)
+        if consumer is None:
+            return self.refusals.missing
+        req.identity = consumer
+        req.set_upstream_header(self.header, consumer.encode("utf-8"))
+        return None
+
+    def _consumer(self, ssl_object: Any) -> str | None:
+        """The verified client certificate's subject (None without one). `getpeercert()` is
+        non-empty only for a certificate that passed verification against `client_ca`."""
+        if not ssl_object.getpeercert():
+            return None
+        der = ssl_object.getpeercert(binary_form=True)
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        subject = x509.load_der_x509_certificate(der).subject
+        if self._use_cn:
+            names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            value = names[0].value if names else None
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        else:
+            text = subject.rfc4514_string()
+        if not text or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            return None
+        return text
