@@ -462,8 +462,6 @@ def test_header_edits(tmp_path: Path, edit: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("where", "snippet", "key"),
     [
-        ("top", "cache_size: 64MiB", "cache_size"),
-        ("route", "cache: {ttl: 30s}", "routes[0].cache"),
         ("route", "websocket: true", "routes[0].websocket"),
     ],
 )

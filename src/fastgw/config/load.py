@@ -22,6 +22,7 @@ from .report import ConfigError, Context, Report, fields, section
 from .sections.access import validate_global_access
 from .sections.access_log import validate_access_log
 from .sections.auth import validate_auth
+from .sections.cache import validate_cache_size
 from .sections.errors import validate_errors
 from .sections.hide_backend_headers import validate_hide_backend_headers
 from .sections.limits import validate_limits
@@ -49,6 +50,7 @@ SECTIONS: dict[str, Callable[[Report, Path, Any, Context], Any]] = {
     "trusted_proxies": validate_trusted_proxies,
     "access": validate_global_access,
     "auth": validate_auth,
+    "cache_size": validate_cache_size,
     "routes": validate_routes,
     "errors": validate_errors,
     "access_log": validate_access_log,
@@ -57,7 +59,7 @@ SECTIONS: dict[str, Callable[[Report, Path, Any, Context], Any]] = {
     "tracing": validate_tracing,
 }
 TOP_LEVEL = ("workers", "grace_period", "pidfile", *SECTIONS)
-TOP_LEVEL_UNSUPPORTED = ("cache_size",)
+TOP_LEVEL_UNSUPPORTED: tuple[str, ...] = ()
 
 
 def load(path: str, *, host_checks: bool = False) -> Config:

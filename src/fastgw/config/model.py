@@ -265,6 +265,24 @@ COMPRESS_TYPES = (
 )
 
 
+DEFAULT_CACHE_SIZE = 64 * 1024 * 1024
+DEFAULT_MAX_OBJECT = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCache:
+    """A route's response caching (`fastgw.cache`, docs/caching.md): `ttl` (seconds) for responses
+    without explicit freshness, None to store only those that state it; bodies over `max_object`
+    bytes stream through unstored; a miss waits at most `lock_timeout` for another request fetching
+    the same key; `stale_while_revalidate` / `stale_if_error` (seconds) for responses naming none."""
+
+    ttl: float | None = None
+    max_object: int = DEFAULT_MAX_OBJECT
+    lock_timeout: float = 5.0
+    stale_while_revalidate: float | None = None
+    stale_if_error: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Compress:
     """Response compression of a route (`fastgw.compress`): media type patterns (`type/*`,
@@ -306,6 +324,7 @@ class Route:
     auth: tuple[str, ...] = ()
     """Names of `auth` entries; a request passes with the first whose credentials it carries."""
     require: Require | None = None
+    cache: RouteCache | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +439,8 @@ class Config:
     access: Access | None = None
     """Access control for every route, checked before a route's own."""
     auth: Mapping[str, AuthSpec] = field(default_factory=lambda: MappingProxyType({}))
+    cache_size: int = DEFAULT_CACHE_SIZE
+    """Bytes of the host's response cache (index included), shared by all workers."""
 
     @property
     def auth_headers(self) -> tuple[str, ...]:

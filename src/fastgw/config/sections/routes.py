@@ -25,6 +25,7 @@ from ..yamlsrc import Path, format_path, kind_of
 from .access import validate_access
 from .aggregate import validate_aggregate
 from .auth import validate_route_auth
+from .cache import validate_route_cache
 from .compress import validate_compress
 from .cors import validate_cors
 from .rate_limits import validate_route_rate_limit
@@ -32,7 +33,7 @@ from .route_targets import validate_redirect, validate_respond, validate_rewrite
 
 __all__ = ["validate_routes"]
 
-ROUTE_UNSUPPORTED = ("cache", "websocket")
+ROUTE_UNSUPPORTED = ("websocket",)
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
 # Visible ASCII that a normalized request path may contain as is; '%' is checked separately, and
 # '{' '}' only ever delimit parameters.
@@ -48,6 +49,7 @@ def validate_routes(report: Report, path: Path, value: Any, context: Context) ->
     for index, item in enumerate(sequence(report, path, value)):
         route = validate_route(report, (*path, index), index, item, upstream_names, limit_names)
         route = validate_route_auth(report, (*path, index), item, route, context)
+        route = validate_route_cache(report, (*path, index), item, route, context)
         if route is not None:
             routes.append(route)
     _report_duplicate_routes(report, path, routes)
@@ -71,6 +73,7 @@ ROUTE_KEYS = (
     "require",
     "aggregate",
     "compress",
+    "cache",
 )
 # Where a route's requests go: exactly one of these.
 TARGET_KEYS = ("upstream", "upstreams", "respond", "redirect", "aggregate")
