@@ -41,8 +41,9 @@ define apt_install
 	fi
 endef
 
+# chromium: the status page's browser test (driven by the playwright package; no browser download)
 sysdeps-test:
-	$(call apt_install,redis-server curl wrk)
+	$(call apt_install,redis-server curl wrk chromium)
 
 sysdeps-bench:
 	$(call apt_install,nginx-light wrk util-linux procps)

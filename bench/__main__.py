@@ -88,6 +88,10 @@ def parser() -> argparse.ArgumentParser:
         help="output directory (default bench/out)",
     )
     p.add_argument("--keep-temp", action="store_true", help="keep the generated configs and server logs")
+    p.add_argument(
+        "--metrics", choices=("on", "off"), default="on",
+        help="fastgw's per-request metrics (`metrics: {enabled: ...}`); run both to see their cost (default on)",
+    )
     return p
 
 
@@ -120,6 +124,7 @@ def cli(argv: list[str] | None = None) -> int:
         keepalive=args.keepalive,
         out_dir=args.out,
         keep_temp=args.keep_temp,
+        metrics=args.metrics == "on",
     )
     try:
         return main(opts)

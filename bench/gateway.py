@@ -27,9 +27,12 @@ def config(
     keepalive: int,
     access_log: Path,
     scenarios: Sequence[Scenario],
+    *,
+    metrics: bool = True,
 ) -> dict[str, Any]:
     """The gateway's side of the comparison: the same worker count, upstream pool size and
-    timeouts as the nginx proxy, and a JSON access log like the one nginx writes."""
+    timeouts as the nginx proxy, and a JSON access log like the one nginx writes. `metrics`
+    False turns fastgw's per-request metrics off (`--metrics off`: their cost)."""
     doc: dict[str, Any] = {
         "workers": workers,
         "listen": [{"address": f"127.0.0.1:{port}"}],
@@ -39,6 +42,8 @@ def config(
         "routes": [],
         "access_log": {"path": str(access_log), "format": "json"},
     }
+    if not metrics:
+        doc["metrics"] = {"enabled": False}
     for scenario in scenarios:
         for section, value in scenario.fastgw_sections.items():
             doc.setdefault(section, {}).update(value)

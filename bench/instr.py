@@ -107,6 +107,7 @@ def measure(
     top: int,
     scenario: Scenario,
     keepalive: int = 64,
+    metrics: bool = True,
 ) -> float:
     out_dir = work / f"cg-{target}"
     out_dir.mkdir()
@@ -114,7 +115,7 @@ def measure(
     upstream = f"127.0.0.1:{backend_port}"
     request = _request(scenario)
     if target == "fastgw":
-        doc = gateway.config(port, 1, upstream, keepalive, work / "fastgw-access.log", [scenario])
+        doc = gateway.config(port, 1, upstream, keepalive, work / "fastgw-access.log", [scenario], metrics=metrics)
         path = work / "fastgw.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         server = Server(
@@ -168,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         help="idle upstream connections both proxies keep (0: a new upstream connection per request,"
         " which measures the connection set-up path; default 64)",
     )
+    ap.add_argument(
+        "--metrics", choices=("on", "off"), default="on",
+        help="fastgw's per-request metrics; measure both to see what they cost per request (default on)",
+    )
     args = ap.parse_args(argv)
     usable = {s.name: s for s in SCENARIOS if _measurable(s)}
     scenario = usable.get(args.scenario)
@@ -185,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     backend = nginx.start("backend", prefix, nginx.backend_config(prefix, backend_port, 1), backend_port, 1, None)
     try:
         results = {
-            t: measure(t, backend_port, work, args.warmup, args.requests, args.top, scenario, args.keepalive)
+            t: measure(
+                t, backend_port, work, args.warmup, args.requests, args.top, scenario, args.keepalive,
+                args.metrics == "on",
+            )
             for t in args.targets.split(",")
         }
     finally:

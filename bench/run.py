@@ -53,6 +53,8 @@ class Options:
     keepalive: int
     out_dir: Path
     keep_temp: bool
+    #: fastgw's per-request metrics on (the default, as deployed) or off, to measure their cost.
+    metrics: bool = True
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,9 @@ class Bench:
             workdir.mkdir()
             port = free_port()
             log = workdir / "access.log"
-            doc = gateway.config(port, workers, backend.address, self.opts.keepalive, log, self.scenarios)
+            doc = gateway.config(
+                port, workers, backend.address, self.opts.keepalive, log, self.scenarios, metrics=self.opts.metrics
+            )
             out["fastgw"] = Endpoint("127.0.0.1", port, gateway.start(workdir, doc, placement.proxy), log)
         return out
 

@@ -118,14 +118,16 @@ cdef class MetricsRecorder:
         self.record(req)
 
     cdef int record(self, Request req) except -1:
-        cdef double now = _now()
+        cdef int64_t* row = self.row
         cdef object v = req._vars
-        cdef PyObject* span
+        cdef PyObject* span = NULL
         if v is not None:
             span = PyDict_GetItem(v, "trace")
-            if span != NULL:
-                self.finish_span(req, <object>span, now)
-        cdef int64_t* row = self.row
+        if row == NULL and span == NULL:
+            return 0
+        cdef double now = _now()
+        if span != NULL:
+            self.finish_span(req, <object>span, now)
         if row == NULL:
             return 0
         cdef object plan = req.plan

@@ -4,7 +4,8 @@ One self-contained HTML document (no CDN, no external file: it works on an air-g
 refreshes itself from the admin JSON endpoints: `/healthz` (generation, last reload), `/stats`
 (workers, per-route counters, rate-limit counters), `/routes` and `/upstreams` (targets with health
 and ejection). Rates and latencies are computed in the page from the difference between two
-reads of the counters. `?refresh=MS` sets the interval (default 2000). With an admin token, the
+reads of the counters (latencies: of the requests since the last read, or of all of them, greyed,
+when none came since). `?refresh=MS` sets the interval (default 2000). With an admin token, the
 page asks for it once and keeps it for the browser tab (sessionStorage).
 """
 
@@ -139,6 +140,7 @@ function quantile(now, before, q) {
 }
 
 function mean(now, before) {
+  if (!now) return null;
   const count = now.count - (before ? before.count : 0);
   return count > 0 ? (now.sum - (before ? before.sum : 0)) / count : null;
 }
@@ -176,15 +178,19 @@ function render(health, stats, routes, upstreams, limits) {
     const before = previous ? previous.stats.routes[label] : undefined;
     const req = now ? now.requests : 0;
     const r5 = now ? (now.classes["5xx"] || 0) : 0;
-    const p99 = now ? quantile(now.duration, before && before.duration, 0.99) : null;
+    // Latencies of the requests since the last read; with none since, of all of them (greyed).
+    const live = now && before && now.duration.count > before.duration.count;
+    const since = live ? before : undefined;
+    const p99 = now ? quantile(now.duration, since && since.duration, 0.99) : null;
+    const lat = live ? "num" : "num muted";
     return row([
       el("td", r.index), el("td", label), el("td", r.upstream || "(local)"),
       el("td", (r.rate_limit || []).join(", ") || "–"),
       el("td", fmtRate(rate(req, before ? before.requests : (previous ? 0 : undefined), dt)), "num"),
       el("td", fmtRate(rate(r5, before ? (before.classes["5xx"] || 0) : (previous ? 0 : undefined), dt)), "num"),
-      el("td", now ? ms(mean(now.duration, before && before.duration)) : "–", "num"),
-      el("td", p99 === null ? "–" : (p99 === Infinity ? "> 10 s" : ms(p99)), "num"),
-      el("td", now ? ms(mean(now.upstream, before && before.upstream)) : "–", "num"),
+      el("td", now ? ms(mean(now.duration, since && since.duration)) : "–", lat),
+      el("td", p99 === null ? "–" : (p99 === Infinity ? "> 10 s" : ms(p99)), lat),
+      el("td", now ? ms(mean(now.upstream, since && since.upstream)) : "–", lat),
       el("td", req, "num"),
     ], {"data-route": label});
   }));
