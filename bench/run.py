@@ -129,6 +129,8 @@ class Bench:
                     "body_bytes": s.body_bytes,
                     "headers": dict(s.headers),
                     "nginx_equivalent": s.nginx_equivalent,
+                    "direct_path": s.direct_path or s.path,
+                    "direct_calls": s.direct_calls,
                 }
                 for s in self.scenarios
             ],
@@ -198,8 +200,12 @@ class Bench:
 
     # -- runs ------------------------------------------------------------------------------------
 
-    def path_of(self, scenario: Scenario, backend: Backend) -> str:
-        return backend.path if backend.path is not None else scenario.path
+    def path_of(self, scenario: Scenario, backend: Backend, target: str) -> str:
+        if backend.path is not None:
+            return backend.path
+        if target == "direct" and scenario.direct_path is not None:
+            return scenario.direct_path
+        return scenario.path
 
     def measure(
         self,
@@ -210,7 +216,7 @@ class Bench:
         load: wrk.Load,
         cpus: tuple[int, ...] | None,
     ) -> dict[str, Any]:
-        url = f"http://{end.host}:{end.port}{self.path_of(scenario, backend)}"
+        url = f"http://{end.host}:{end.port}{self.path_of(scenario, backend, target)}"
         argv = wrk.command(url, scenario, load, self.scripts[scenario.name], cpus)
         roots = {
             "proxy": end.server.pid if end.server else None,
@@ -261,10 +267,11 @@ class Bench:
                 for scenario in self.scenarios:
                     if target not in self.targets_for(scenario):
                         continue
-                    status = _probe(end.host, end.port, self.path_of(scenario, backend), scenario)
+                    path = self.path_of(scenario, backend, target)
+                    status = _probe(end.host, end.port, path, scenario)
                     if not 200 <= status < 400:
                         raise ServerError(
-                            f"{target} answered {status} to {scenario.method} {self.path_of(scenario, backend)} "
+                            f"{target} answered {status} to {scenario.method} {path} "
                             f"({scenario.name}): fix the setup before measuring it"
                         )
             for repeat in range(self.opts.repeats):

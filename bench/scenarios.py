@@ -20,6 +20,8 @@ JSON_PATH = "/json4k"
 LIMITED_PREFIX = "/limited"
 CORS_PREFIX = "/cors"
 ACCESS_PREFIX = "/ipfilter"
+AGGREGATE_PATH = "/agg3"
+GZIP_PREFIX = "/gz"
 ORIGIN = "https://app.example.com"
 JSON_SIZE = 4096
 
@@ -66,6 +68,12 @@ class Scenario:
     nginx_http: str = ""
     nginx_locations: str = ""
     nginx_equivalent: bool = True
+    #: What `direct` is measured on when the backend has no route of the scenario's own: one call
+    #: of an aggregation, the uncompressed body of a compressed route (default: `path`).
+    direct_path: str | None = None
+    #: Backend requests one request of the scenario makes (an aggregation's calls): the `direct`
+    #: figures are per call, so the scenario compares with this many direct calls.
+    direct_calls: int = 1
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -157,6 +165,52 @@ SCENARIOS: tuple[Scenario, ...] = (
             "            proxy_pass http://backend/;\n"
             "        }\n"
         ),
+    ),
+    # An aggregation route (issue 12): one request, three calls of the 4 KiB JSON made at once
+    # through the internal client and merged into one 12 KiB object. It compares with the three
+    # calls a client would make itself (`direct` measures one; direct_calls=3). nginx cannot merge
+    # responses, so there is no nginx row.
+    Scenario(
+        "get-aggregate3",
+        "GET of an aggregation route: three 4 KiB JSON calls fanned out and merged, keep-alive",
+        AGGREGATE_PATH,
+        builtin_backend_only=True,
+        fastgw_routes=(
+            {
+                "match": {"path": AGGREGATE_PATH},
+                "aggregate": {name: {"upstream": "backend", "path": JSON_PATH} for name in ("a", "b", "c")},
+            },
+        ),
+        nginx_equivalent=False,
+        direct_path=JSON_PATH,
+        direct_calls=3,
+    ),
+    # The 4 KiB JSON gzip-compressed on the way (issue 12), next to get-4k, its plain twin; both
+    # proxies at zlib level 6, the same minimum size and type list.
+    Scenario(
+        "get-4k-gzip",
+        "GET, 4 KiB JSON response gzip-compressed by the proxy (Accept-Encoding: gzip), keep-alive",
+        GZIP_PREFIX + JSON_PATH,
+        headers=(("Accept-Encoding", "gzip"),),
+        builtin_backend_only=True,
+        fastgw_routes=(
+            {
+                "match": {"prefix": GZIP_PREFIX}, "upstream": "backend", "strip_prefix": True,
+                "compress": {"types": ["application/json"], "min_size": "1KiB", "encodings": ["gzip"],
+                             "level": {"gzip": 6}},
+            },
+        ),
+        nginx_locations=(
+            f"        location {GZIP_PREFIX}/ {{\n"
+            "            gzip on;\n"
+            "            gzip_types application/json;\n"
+            "            gzip_min_length 1024;\n"
+            "            gzip_comp_level 6;\n"
+            "            gzip_vary on;\n"
+            "            proxy_pass http://backend/;\n"
+            "        }\n"
+        ),
+        direct_path=JSON_PATH,
     ),
 )
 

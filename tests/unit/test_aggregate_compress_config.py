@@ -169,3 +169,25 @@ def test_type_patterns() -> None:
     assert m.match(b"text/html; charset=utf-8") and m.match(b"Application/JSON")
     assert m.match(b"application/problem+json") and not m.match(b"application/jsonx")
     assert not m.match(b"image/png") and not m.match(b"text") and not m.match(b"")
+
+
+@pytest.mark.parametrize(
+    ("body", "ok"),
+    [
+        (b'{"a": [1, 2.5e3, true, null, "x\\u00e9"]}', True),
+        (b' [ ] \n', True),
+        ('{"name": "Zoë"}'.encode(), True),
+        (b'"just a string"', True),
+        (b'{"a": "\xff"}', False),  # not UTF-8
+        (b'[1, 2,]', False),
+        (b'{"a": 01}', False),
+        (b'{"a": 1} {"b": 2}', False),
+        (b'', False),
+        (b'hello world\n', False),
+        (b'{"a": "\x01"}', False),
+    ],
+)
+def test_answers_checked_as_json_without_building_them(body: bytes, ok: bool) -> None:
+    from fastgw.aggregate.responder import _is_json
+
+    assert _is_json(body) is ok

@@ -26,6 +26,7 @@ import asyncio
 from typing import Any
 from urllib.parse import parse_qsl
 
+import msgspec
 import orjson
 
 from fastgw._proxy import Reply, Request
@@ -72,10 +73,10 @@ class Call:
 
     __slots__ = (
         "name", "group", "path", "headers", "timeout", "max_body", "optional", "keep", "drop", "rename",
-        "depends", "hash_by_path", "own_host",
+        "depends", "hash_by_path", "own_host", "shapes", "parse",
     )
 
-    def __init__(self, config: AggregateCall, rt: Any, names: frozenset[str]) -> None:
+    def __init__(self, config: AggregateCall, rt: Any, names: frozenset[str], read: frozenset[str]) -> None:
         self.name = config.name
         self.group = rt.groups[config.upstream]
         upstream = rt.config.upstreams[config.upstream]
@@ -87,7 +88,13 @@ class Call:
         self.keep = tuple(tuple(k.split(".")) for k in config.keep)
         self.drop = tuple(tuple(k.split(".")) for k in config.drop)
         self.rename = config.rename
+        self.shapes = bool(self.keep or self.drop or self.rename)
+        """Without shaping, the answer goes into the merged body as it came (an orjson Fragment,
+        once parsed to check it is JSON), not serialized again."""
         self.depends = config.depends
+        self.parse = self.shapes or self.name in read
+        """The answer is needed as values (to shape it, or for calls that read it); otherwise it is
+        only checked to be JSON, which costs a third of building it (`_is_json`)."""
         self.hash_by_path = upstream.balance == "hash" and upstream.hash_key is not None \
             and upstream.hash_key.kind == "path"
         """A `hash_key: path` upstream hashes the call's own path; other keys come from the
@@ -95,8 +102,6 @@ class Call:
         self.own_host = upstream.host_header is not None
 
     def shape(self, value: Any) -> Any:
-        if not (self.keep or self.drop or self.rename):
-            return value
         if isinstance(value, list):
             return [self._shape(v) if isinstance(v, dict) else v for v in value]
         if isinstance(value, dict):
@@ -146,7 +151,8 @@ class AggregateResponder:
 
     def __init__(self, rt: Any, route: Route) -> None:
         names = frozenset(c.name for c in route.aggregate)
-        self.calls = tuple(Call(c, rt, names) for c in route.aggregate)
+        read = frozenset(dep for c in route.aggregate for dep in c.depends)
+        self.calls = tuple(Call(c, rt, names, read) for c in route.aggregate)
         self.client = rt.client
         self.rt = rt
         self.compress = Policy(route.compress) if route.compress is not None else None
@@ -163,21 +169,40 @@ class AggregateResponder:
     async def run(self, req: Request) -> Reply:
         loop = asyncio.get_running_loop()
         results: dict[str, Any] = {}
+        raw: dict[str, bytes] = {}
         tasks: dict[str, asyncio.Task[Any]] = {}
         base = self._base_headers(req)
+        settled: asyncio.Future[Call | None] = loop.create_future()
+        """The first required call that failed, or None once every call has an outcome."""
+        left = len(self.calls)
+
+        def finished(task: asyncio.Task[Any]) -> None:
+            nonlocal left
+            if settled.done() or task.cancelled():
+                return
+            exc = task.exception()
+            if exc is not None:
+                settled.set_exception(exc)
+                return
+            call, outcome = task.result()
+            left -= 1
+            if type(outcome) is Failure and not call.optional:
+                settled.set_result(call)
+            elif not left:
+                settled.set_result(None)
+
         for call in self.calls:
-            tasks[call.name] = loop.create_task(self._call(call, req, base, results, tasks))
-        pending = set(tasks.values())
+            task = tasks[call.name] = loop.create_task(self._call(call, req, base, results, raw, tasks))
+            task.add_done_callback(finished)
         try:
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    call, outcome = task.result()
-                    if type(outcome) is Failure and not call.optional:
-                        return Reply.error(outcome.status, f"aggregate call {call.name!r} failed: {outcome.message}")
+            failed = await settled
         finally:
-            for task in pending:
-                task.cancel()
+            if left:
+                for task in tasks.values():
+                    task.cancel()
+        if failed is not None:
+            outcome = results[failed.name]
+            return Reply.error(outcome.status, f"aggregate call {failed.name!r} failed: {outcome.message}")
         out: dict[str, Any] = {}
         errors: dict[str, Any] = {}
         for call in self.calls:
@@ -185,8 +210,10 @@ class AggregateResponder:
             if type(outcome) is Failure:
                 out[call.name] = None
                 errors[call.name] = outcome.entry()
-            else:
+            elif call.shapes:
                 out[call.name] = call.shape(outcome)
+            else:
+                out[call.name] = orjson.Fragment(raw[call.name])
         if errors:
             out["errors"] = errors
         body = orjson.dumps(out)
@@ -207,15 +234,15 @@ class AggregateResponder:
 
     async def _call(
         self, call: Call, req: Request, base: list[tuple[bytes, bytes]], results: dict[str, Any],
-        tasks: dict[str, asyncio.Task[Any]],
+        raw: dict[str, bytes], tasks: dict[str, asyncio.Task[Any]],
     ) -> tuple[Call, Any]:
-        outcome = await self._outcome(call, req, base, results, tasks)
+        outcome = await self._outcome(call, req, base, results, raw, tasks)
         results[call.name] = outcome
         return call, outcome
 
     async def _outcome(
         self, call: Call, req: Request, base: list[tuple[bytes, bytes]], results: dict[str, Any],
-        tasks: dict[str, asyncio.Task[Any]],
+        raw: dict[str, bytes], tasks: dict[str, asyncio.Task[Any]],
     ) -> Any:
         for dep in call.depends:
             _, value = await tasks[dep]
@@ -252,10 +279,36 @@ class AggregateResponder:
         status = response.status
         if not 200 <= status < 300:
             return Failure(502, "status", f"upstream answered {status}")
+        body = response.body
+        if call.parse:
+            try:
+                value = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return Failure(502, "invalid_json", "upstream answer is not JSON")
+        else:
+            if not _is_json(body):
+                return Failure(502, "invalid_json", "upstream answer is not JSON")
+            value = True
+        raw[call.name] = body
+        return value
+
+
+_RAW = msgspec.json.Decoder(msgspec.Raw)
+
+
+def _is_json(body: bytes) -> bool:
+    """Whether `body` is one JSON value (RFC 8259), checked without building it: msgspec's decoder
+    into `Raw` checks the syntax and skips the values, and UTF-8 is checked apart (it is not there)."""
+    try:
+        _RAW.decode(body)
+    except msgspec.DecodeError:
+        return False
+    if not body.isascii():
         try:
-            return orjson.loads(response.body)
-        except orjson.JSONDecodeError:
-            return Failure(502, "invalid_json", "upstream answer is not JSON")
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
 
 
 def _value(ref: Ref, req: Request, results: dict[str, Any]) -> str:

@@ -51,13 +51,15 @@ MAX_HEADERS = 100
 STALE_RETRIES = 2
 """Times a call goes again on a new connection after a pooled one was found closed."""
 KEEPALIVE_IDLE = 15.0
+TICK = 0.05
+"""Seconds between two checks of the deadlines of exchanges in progress: the resolution of every
+timeout here (one timer for all of them, none per request)."""
 """Seconds an idle connection is kept (the same reasoning as the exchange's pool, in pool.py)."""
 
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 _CLIENT_OWNED = frozenset((b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"te",
                            b"keep-alive", b"proxy-connection", b"trailer"))
 """Request headers whose value is the client's to decide (framing, connection management)."""
-_BAD_VALUE = b"\r\n\0"
 # Visible ASCII: what a request target may contain (RFC 9112 §3.2; no spaces, no controls).
 _TARGET_CHARS = bytes(range(0x21, 0x7F))
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
@@ -136,14 +138,14 @@ class _Connection(asyncio.Protocol):
 
     Call order: `connect` (or the idle list) -> `send(...)` returns a future -> httptools callbacks
     -> the future gets the response, or a `_Failed` -> the client gives the connection back
-    (`reusable`) or aborts it. A lazy timer (re-armed only when it fires) enforces the head deadline
-    and the gap between reads, so a read costs no timer call."""
+    (`reusable`) or aborts it. Deadlines (the head's, the gap between reads, the call's) are checked
+    by the client's tick (`check_time`), so neither a request nor a read costs a timer."""
 
     __slots__ = (
         "client", "target", "loop", "transport", "parser", "fd", "family", "waiter", "status", "headers",
         "head_size", "body", "body_len", "max_body", "head_only", "has_length", "chunked", "informational",
         "got_head", "got_bytes", "done", "broken", "closed", "reused", "last_active", "head_deadline",
-        "deadline", "read_timeout", "timer",
+        "deadline", "read_timeout",
     )
 
     def __init__(self, client: UpstreamClient, target: Any) -> None:
@@ -175,14 +177,15 @@ class _Connection(asyncio.Protocol):
         self.head_deadline = 0.0
         self.deadline = 0.0
         self.read_timeout = 0.0
-        self.timer: asyncio.TimerHandle | None = None
 
     # asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
-        if sock is not None:
+        # Over TLS the socket holds records the TLS layer has not read yet (a session ticket after
+        # the handshake is usual), not response bytes: no peek there.
+        if sock is not None and not getattr(self.target, "tls", None):
             self.fd = sock.fileno()
             self.family = sock.family
 
@@ -213,9 +216,6 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.client._forget(self)
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         waiter = self.waiter
         if waiter is None or waiter.done() or self.done:
             return
@@ -311,33 +311,30 @@ class _Connection(asyncio.Protocol):
         self.deadline = deadline
         self.head_deadline = min(now + head_timeout, deadline)
         self.read_timeout = read_timeout
-        self.timer = loop.call_at(self.head_deadline, self._check_time)
+        self.client._watch(self)
         assert self.transport is not None
         self.transport.writelines(data)
         return waiter
 
-    def _check_time(self) -> None:
-        self.timer = None
-        if self.waiter is None or self.waiter.done():
-            return
-        now = self.loop.time()
+    def check_time(self, now: float) -> bool:
+        """Fails the exchange whose deadline passed; False when it is over (nothing to watch)."""
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return False
         if now >= self.deadline:
             self._fail("timeout", "upstream timed out")
-            return
+            return False
         if not self.got_head:
-            due = self.head_deadline
-        else:
-            due = min(self.last_active + self.read_timeout, self.deadline)
-        if now >= due:
-            self._fail("timeout", "upstream timed out" if self.got_head else "upstream sent no response head in time")
-        else:
-            self.timer = self.loop.call_at(due, self._check_time)
+            if now >= self.head_deadline:
+                self._fail("timeout", "upstream sent no response head in time")
+                return False
+        elif now - self.last_active >= self.read_timeout:
+            self._fail("timeout", "upstream timed out")
+            return False
+        return True
 
     def _complete(self) -> None:
         self.done = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             body = b"".join(self.body) if len(self.body) != 1 else self.body[0]
@@ -370,9 +367,6 @@ class _Connection(asyncio.Protocol):
         return False
 
     def abort(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
@@ -384,7 +378,7 @@ class UpstreamClient:
     worker's sweeper and closes connections idle for longer than KEEPALIVE_IDLE; `close()` closes
     the idle ones and keeps any other from going back to the pool."""
 
-    __slots__ = ("loop", "_idle", "_host_headers", "_closing")
+    __slots__ = ("loop", "_idle", "_host_headers", "_closing", "_watched", "_ticking")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, host_headers: Mapping[str, str | None] | None = None) -> None:
         self.loop = loop
@@ -392,6 +386,9 @@ class UpstreamClient:
         self._host_headers = {name: h.encode("latin-1") for name, h in (host_headers or {}).items() if h}
         """Upstream name → its `host_header`, for calls that do not give a Host."""
         self._closing = False
+        self._watched: set[_Connection] = set()
+        """Connections with an exchange in progress, whose deadlines `_tick` checks."""
+        self._ticking = False
 
     async def request(
         self,
@@ -555,23 +552,46 @@ class UpstreamClient:
             host = self._host_headers.get(group.name)
         lines = [method, b" ", target, b" HTTP/1.1\r\n"]
         if host is not None:
-            _check_value(host)
             lines += (b"host: ", host, b"\r\n")
         else:
             lines.append(group.default_host_line)
+        breaks = 3
         for name, value in headers:
             if name.lower() in _CLIENT_OWNED:
                 continue
-            _check_value(name)
-            _check_value(value)
             lines += (name, b": ", value, b"\r\n")
+            breaks += 1
         if body or method in (b"POST", b"PUT", b"PATCH"):
             lines.append(b"content-length: %d\r\n" % len(body))
+            breaks += 1
         lines.append(b"\r\n")
-        out = [b"".join(lines)]
+        head = b"".join(lines)
+        # Each line ends with the one CRLF put there above: a CR, LF or NUL anywhere else came in
+        # with a name or value, and would split the request (three scans in C, no per-value work).
+        if head.count(b"\n") != breaks or head.count(b"\r") != breaks or b"\0" in head:
+            raise ValueError(f"CR, LF or NUL in a request header: {head[:200]!r}")
+        out = [head]
         if body:
             out.append(body)
         return out
+
+    def _watch(self, conn: _Connection) -> None:
+        self._watched.add(conn)
+        if not self._ticking:
+            self._ticking = True
+            self.loop.call_later(TICK, self._tick)
+
+    def _tick(self) -> None:
+        """Every TICK while exchanges are in progress: their deadlines."""
+        now = self.loop.time()
+        watched = self._watched
+        for conn in tuple(watched):
+            if not conn.check_time(now):
+                watched.discard(conn)
+        if watched:
+            self.loop.call_later(TICK, self._tick)
+        else:
+            self._ticking = False
 
     def idle_connections(self) -> int:
         return sum(len(idle) for idle in self._idle.values())
@@ -591,11 +611,6 @@ class UpstreamClient:
             for conn in list(idle):
                 conn.abort()
         self._idle.clear()
-
-
-def _check_value(value: bytes) -> None:
-    if len(value.translate(None, _BAD_VALUE)) != len(value):
-        raise ValueError(f"CR, LF or NUL in a request header: {value[:80]!r}")
 
 
 def _key_request(method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]], host: bytes | None) -> Request:
