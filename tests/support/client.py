@@ -14,6 +14,7 @@ import asyncio
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -537,6 +538,7 @@ async def _load(
     timeout: float,
     expect_status: int,
     stop: threading.Event | None,
+    tls: ssl.SSLContext | None = None,
 ) -> LoadResult:
     result = LoadResult()
     start = time.monotonic()
@@ -559,7 +561,9 @@ async def _load(
             try:
                 if conn is None:
                     async with asyncio.timeout(timeout):
-                        conn = _AsyncConn(*await asyncio.open_connection(LOOPBACK, port))
+                        conn = _AsyncConn(*await asyncio.open_connection(
+                            LOOPBACK, port, ssl=tls, server_hostname="localhost" if tls is not None else None
+                        ))
                 resp = await conn.exchange(request, timeout)
             except _StaleConnection as exc:
                 assert conn is not None
@@ -609,13 +613,15 @@ def run_load(
     timeout: float = 5.0,
     expect_status: int = 200,
     stop: threading.Event | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> LoadResult:
     """GET `path` from `concurrency` connections until `max_requests` were issued, `duration_s`
     elapsed or `stop` is set; at most `duration_s + 2 * timeout` in all.
 
     With keepalive=False every request has its own connection and nothing is retried; with
     keepalive=True connections are reused and only the RFC 9112 §9.3.1 stale-connection case is
-    retried (once, counted in `retried_stale`)."""
+    retried (once, counted in `retried_stale`). With `tls`, connections are TLS (SNI and checked
+    name `localhost`)."""
     return asyncio.run(
         _load(
             port,
@@ -627,6 +633,7 @@ def run_load(
             timeout=timeout,
             expect_status=expect_status,
             stop=stop,
+            tls=tls,
         )
     )
 

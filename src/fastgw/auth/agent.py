@@ -42,11 +42,11 @@ from fastgw.config.model import IntrospectionAuth
 from fastgw.log import log_exception, process_log
 
 from .jwks import MAX_JWKS, parse_jwks
+from .jwt import REFETCH_INTERVAL
 from .shared import AuthShared, JwksSlot, UrlSource
 
 __all__ = ["Introspector", "JwksFetcher", "run_agent"]
 
-REFETCH_INTERVAL = 30.0
 RETRY_FIRST = 5.0
 POLL = 0.05
 DOWN_FOR = 1.0

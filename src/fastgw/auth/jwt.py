@@ -20,6 +20,7 @@ Per request (`authenticate`), in this order:
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -30,14 +31,15 @@ from jwt.exceptions import InvalidSignatureError, PyJWTError
 from fastgw._proxy import Reply
 from fastgw.config.model import JwtAuth
 
-from .jwks import HMAC, JwksFile, KeySet, parse_jwks
+from .jwks import HMAC, KeySet, parse_jwks
 from .shared import JwksSlot
 from .tokens import AMBIGUOUS, Refusals, TokenReader, header_safe
 
 __all__ = ["JwtAuthenticator", "SharedJwks", "REFETCH_INTERVAL"]
 
-REFETCH_INTERVAL = 30.0
-"""Seconds between two fetches of a JWKS URL asked for by an unknown kid, per host (DESIGN §8)."""
+REFETCH_INTERVAL = float(os.environ.get("FASTGW_JWKS_REFETCH_INTERVAL", "30"))
+"""Seconds between two fetches of a JWKS URL asked for by an unknown kid, per host (DESIGN §8).
+The environment variable exists for the end-to-end tests, which cannot wait 30 s."""
 NO_EXP_TTL = 300.0
 """How long a token without `exp` (`require_exp: false`) stays in the cache."""
 MAX_CANDIDATES = 4
@@ -194,11 +196,11 @@ class JwtAuthenticator:
 
     def _unknown_key(self, req: Any, token: bytes, may_wait: bool, no_keys: bool) -> Any:
         source = self.source
-        if isinstance(source, JwksFile):
-            if may_wait and source.check():
-                self.keys_changed()
-                return self.verify(req, token, False)
-            return self.refusals.unavailable if source.keys is None else self.refusals.invalid
+        if may_wait and source.check():
+            # A newer document than the periodic check has seen (a file that changed, a slot the
+            # agent wrote meanwhile): verify with it.
+            self.keys_changed()
+            return self.verify(req, token, False)
         if may_wait and isinstance(source, SharedJwks) and source.may_refetch():
             return self._after_refetch(req, token)
         return self.refusals.unavailable if no_keys else self.refusals.invalid
