@@ -29,10 +29,12 @@ def config(
     scenarios: Sequence[Scenario],
     *,
     metrics: bool = True,
+    tracing: str | None = None,
 ) -> dict[str, Any]:
     """The gateway's side of the comparison: the same worker count, upstream pool size and
     timeouts as the nginx proxy, and a JSON access log like the one nginx writes. `metrics`
-    False turns fastgw's per-request metrics off (`--metrics off`: their cost)."""
+    False turns fastgw's per-request metrics off (`--metrics off`: their cost); `tracing` (a
+    sample percentage) adds a `tracing` section (propagation on every route, no export)."""
     doc: dict[str, Any] = {
         "workers": workers,
         "listen": [{"address": f"127.0.0.1:{port}"}],
@@ -44,6 +46,8 @@ def config(
     }
     if not metrics:
         doc["metrics"] = {"enabled": False}
+    if tracing is not None:
+        doc["tracing"] = {"sample": tracing}
     for scenario in scenarios:
         for section, value in scenario.fastgw_sections.items():
             doc.setdefault(section, {}).update(value)

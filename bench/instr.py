@@ -111,6 +111,7 @@ def measure(
     scenario: Scenario,
     keepalive: int = 64,
     metrics: bool = True,
+    tracing: str | None = None,
 ) -> float:
     out_dir = work / f"cg-{target}"
     out_dir.mkdir()
@@ -118,7 +119,9 @@ def measure(
     upstream = f"127.0.0.1:{backend_port}"
     request = _request(scenario)
     if target == "fastgw":
-        doc = gateway.config(port, 1, upstream, keepalive, work / "fastgw-access.log", [scenario], metrics=metrics)
+        doc = gateway.config(
+            port, 1, upstream, keepalive, work / "fastgw-access.log", [scenario], metrics=metrics, tracing=tracing
+        )
         path = work / "fastgw.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         server = Server(
@@ -176,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         "--metrics", choices=("on", "off"), default="on",
         help="fastgw's per-request metrics; measure both to see what they cost per request (default on)",
     )
+    ap.add_argument(
+        "--tracing", metavar="SAMPLE", default=None,
+        help="add a fastgw `tracing` section sampling SAMPLE of new traces (e.g. 0%% or 100%%; no export), "
+        "to see what W3C trace propagation costs per request (default: no tracing)",
+    )
     args = ap.parse_args(argv)
     usable = {s.name: s for s in SCENARIOS if _measurable(s)}
     scenario = usable.get(args.scenario)
@@ -195,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {
             t: measure(
                 t, backend_port, work, args.warmup, args.requests, args.top, scenario, args.keepalive,
-                args.metrics == "on",
+                args.metrics == "on", args.tracing,
             )
             for t in args.targets.split(",")
             if t != "nginx" or scenario.nginx_equivalent  # no nginx row where nginx cannot do the work
