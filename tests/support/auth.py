@@ -26,6 +26,8 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from tests.support.procs import PYTHON, REPO, ProcessError
 
 ISSUER = "https://issuer.test"
+CLIENT_ID_SECRET = ("gw", "gw-secret")
+"""The client credentials `authserver` expects at its introspection endpoint."""
 AUDIENCE = "api"
 
 
