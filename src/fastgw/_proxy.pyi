@@ -183,9 +183,12 @@ class RouteChoice:
 class AccessLog:
     fd: int
     on_error: Callable[[int], None] | None
-    def __init__(self, fd: int, format: str) -> None: ...
+    clock: WallClock
+    def __init__(self, fd: int, format: str, clock: WallClock | None = None) -> None: ...
     def set_fd(self, fd: int) -> None: ...
-    def tick(self, now_text: bytes) -> None: ...
+    def tick(self) -> None: ...
+    def timestamp(self, mono: float) -> bytes: ...
+    def clf_time(self, mono: float) -> bytes: ...
     def write(self, peer: bytes, req: Request) -> None: ...
     def flush(self) -> None: ...
     @property
@@ -253,3 +256,72 @@ class FixedResponder(Filter):
 
 class Redirector(Filter):
     def __init__(self, to: str, status: int) -> None: ...
+
+# ---- metrics and tracing (metrics.pyx, tracing.pyx) ----------------------------------------
+
+LATENCY_BOUNDS: tuple[float, ...]
+METHOD_CLASSES: tuple[str, ...]
+STATUS_CLASSES: tuple[str, ...]
+METRICS_LAYOUT: dict[str, int]
+
+class WallClock:
+    """Wall-clock time from the monotonic clock, re-anchored every tick."""
+
+    def __init__(self) -> None: ...
+    def tick(self, wall: float, mono: float) -> None: ...
+    def now(self) -> float: ...
+
+class MetricsRecorder:
+    spans_dropped: int
+    @property
+    def clock(self) -> WallClock: ...
+    def __init__(
+        self,
+        clock: WallClock,
+        row: Any = None,
+        nroutes: int = 0,
+        retries_at: int = 0,
+        group_index: dict[Any, int] | None = None,
+    ) -> None: ...
+    def set_span_queue(self, spans: list[Any], max_spans: int) -> None: ...
+    def record_request(self, req: Request) -> None: ...
+
+class StatBlock:
+    """A declared stat group's counters in this worker's row (fastgw.metrics.registry)."""
+
+    @property
+    def size(self) -> int: ...
+    def __init__(self, view: Any) -> None: ...
+    def inc(self, i: int, n: int = 1) -> None: ...
+    def __getitem__(self, i: int) -> int: ...
+
+class TraceIds:
+    def __init__(self, seed: bytes | None = None) -> None: ...
+    def draw(self) -> int: ...
+
+class TraceSpan:
+    trace_id: bytes
+    span_id: bytes
+    parent_id: bytes | None
+    tracestate: bytes | None
+    flags: int
+    sampled: bool
+    start: float
+    end: float
+    status: int
+    route: int
+    method: bytes
+    path: bytes
+    host: bytes | None
+    peer: bytes
+    rid: bytes
+    upstream: str
+    sent: int
+    @property
+    def traceparent(self) -> bytes: ...
+
+class TraceFilter(Filter):
+    def __init__(self, clock: WallClock, sample: float = 1.0, ids: TraceIds | None = None) -> None: ...
+
+def parse_traceparent(value: bytes) -> tuple[bytes, bytes, int] | None:
+    """(trace_id, parent_id, flags) of a valid traceparent value, else None."""
