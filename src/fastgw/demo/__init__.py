@@ -87,6 +87,8 @@ fastgw demo: config {config_path}
   curl -s 127.0.0.1:{admin_port}/healthz # admin API: generation and worker pids
   curl -s 127.0.0.1:{admin_port}/ratelimits      # limits, their counters, the shared bucket table
   curl -s 127.0.0.1:{admin_port}/config  # the effective configuration, secrets redacted
+  curl -s 127.0.0.1:{admin_port}/metrics # Prometheus metrics, summed over the workers
+  open http://127.0.0.1:{admin_port}/    # the status page, in a browser
   {_fastgw()} reload -c {config_path}    # hot reload, waits for the outcome; Ctrl-C stops everything
 """,
         flush=True,
