@@ -30,11 +30,14 @@ def config(
     *,
     metrics: bool = True,
     tracing: str | None = None,
+    tls: tuple[int, Path, Path] | None = None,
 ) -> dict[str, Any]:
     """The gateway's side of the comparison: the same worker count, upstream pool size and
     timeouts as the nginx proxy, and a JSON access log like the one nginx writes. `metrics`
     False turns fastgw's per-request metrics off (`--metrics off`: their cost); `tracing` (a
-    sample percentage) adds a `tracing` section (propagation on every route, no export)."""
+    sample percentage) adds a `tracing` section (propagation on every route, no export). `tls`
+    (port, certificate, key) adds the TLS listener of the TLS scenarios. Files the scenarios
+    name (`fastgw_files`) are written beside the access log, which is beside the config."""
     doc: dict[str, Any] = {
         "workers": workers,
         "listen": [{"address": f"127.0.0.1:{port}"}],
@@ -48,7 +51,12 @@ def config(
         doc["metrics"] = {"enabled": False}
     if tracing is not None:
         doc["tracing"] = {"sample": tracing}
+    if tls is not None:
+        tls_port, cert, key = tls
+        doc["listen"].append({"address": f"127.0.0.1:{tls_port}", "tls": {"cert": str(cert), "key": str(key)}})
     for scenario in scenarios:
+        for name, text in scenario.fastgw_files.items():
+            (access_log.parent / name).write_text(text)
         for section, value in scenario.fastgw_sections.items():
             doc.setdefault(section, {}).update(value)
         doc["routes"].extend(dict(r) for r in scenario.fastgw_routes)

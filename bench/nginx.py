@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.scenarios import JSON_PATH, SMALL_BODY, Scenario, json_body
+from fastgw.config.model import MOZILLA_INTERMEDIATE
 from fastgw.loadtest.procs import Server, taskset
 
 _TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -140,9 +141,12 @@ def proxy_config(
     connections: int = CONNECTIONS,
     http_extra: str = "",
     locations: str = "",
+    tls: tuple[int, Path, Path] | None = None,
 ) -> Path:
     """`http_extra` (http-level directives) and `locations` (location blocks before the
-    catch-all) are added to the scenarios' own, for the curves."""
+    catch-all) are added to the scenarios' own, for the curves. `tls` (port, certificate, key):
+    a second server, the same but for TLS (fastgw's TLS settings: TLS 1.2+, Mozilla intermediate,
+    session cache and tickets)."""
     http_extra = "\n".join(
         [s.nginx_http for s in scenarios if s.nginx_equivalent and s.nginx_http] + ([http_extra] if http_extra else [])
     )
@@ -150,6 +154,20 @@ def proxy_config(
         [s.nginx_locations for s in scenarios if s.nginx_equivalent and s.nginx_locations]
         + ([locations] if locations else [])
     )
+    tls_lines = ""
+    if tls is not None:
+        # One server for both listeners: the ssl_* lines apply to the `ssl` one only.
+        tls_port, cert, key = tls
+        tls_lines = (
+            f"        listen 127.0.0.1:{tls_port} ssl reuseport backlog=4096;\n"
+            f"        ssl_certificate {cert};\n"
+            f"        ssl_certificate_key {key};\n"
+            "        ssl_protocols TLSv1.2 TLSv1.3;\n"
+            f"        ssl_ciphers {MOZILLA_INTERMEDIATE};\n"
+            "        ssl_prefer_server_ciphers off;\n"
+            "        ssl_session_cache shared:bench_tls:10m;\n"
+            "        ssl_session_tickets on;\n"
+        )
     # keepalive 0: no idle connections kept, a new upstream connection per request (nginx refuses
     # `keepalive 0`, it means leaving the directive out).
     keepalive_lines = (
@@ -176,7 +194,7 @@ def proxy_config(
 {http_extra}
     server {{
         listen 127.0.0.1:{port} reuseport backlog=4096;
-        proxy_http_version 1.1;
+{tls_lines}        proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Host $http_host;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;

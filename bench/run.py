@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
+import ssl
 import sys
 import tempfile
 import time
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import gateway, machine, nginx, pinning, report
+from bench import gateway, machine, nginx, pinning, report, tlscert
 from bench.scenarios import Scenario, select
 from fastgw.loadtest import plot, wrk
 from fastgw.loadtest.cpu import tree_ticks, us_per_request
@@ -75,7 +76,11 @@ class Backend:
 def _probe(host: str, port: int, path: str, scenario: Scenario) -> int:
     """One request as the scenario sends it, before any load: a misrouted proxy answers 404 or
     502 fast and would otherwise look like a very quick proxy."""
-    conn = http.client.HTTPConnection(host, port, timeout=5)
+    conn: http.client.HTTPConnection
+    if scenario.tls:
+        conn = http.client.HTTPSConnection(host, port, timeout=5, context=ssl._create_unverified_context())
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=5)
     try:
         body = b"x" * scenario.body_bytes if scenario.body_bytes else None
         conn.request(scenario.method, path, body=body, headers=dict(scenario.headers))
@@ -96,6 +101,11 @@ class Endpoint:
     #: Emptied after every run: both proxies append (O_APPEND) a line per request, gigabytes over
     #: a full run, and truncating keeps the per-request write cost while bounding the disk used.
     access_log: Path | None
+    #: The TLS listener of the TLS scenarios (same certificate on both proxies), or None.
+    tls_port: int | None = None
+
+    def port_for(self, scenario: Scenario) -> int:
+        return self.tls_port if scenario.tls and self.tls_port is not None else self.port
 
 
 class Bench:
@@ -109,6 +119,7 @@ class Bench:
         self.json_path = opts.out_dir / f"bench-{self.stamp}.json"
         self.png_path = opts.out_dir / f"bench-{self.stamp}.png"
         self.scripts = {s.name: self._script(s) for s in self.scenarios}
+        self.cert = tlscert.make_cert(self.tmp) if any(s.tls for s in self.scenarios) else None
         self.started = time.monotonic()
         self.done = 0
         self.doc: dict[str, Any] = {
@@ -143,7 +154,10 @@ class Bench:
         return path
 
     def targets_for(self, scenario: Scenario) -> list[str]:
-        return [t for t in self.opts.targets if t != "nginx" or scenario.nginx_equivalent]
+        return [
+            t for t in self.opts.targets
+            if (t != "nginx" or scenario.nginx_equivalent) and (t != "direct" or not scenario.tls)
+        ]
 
     def total_runs(self) -> int:
         per_case = sum(len(self.targets_for(s)) for s in self.scenarios)
@@ -180,22 +194,29 @@ class Bench:
             prefix = self.tmp / f"nginx-w{workers}"
             prefix.mkdir()
             port = free_port()
-            conf = nginx.proxy_config(prefix, port, workers, backend.address, self.opts.keepalive, self.scenarios)
+            tls = (free_port(), *self.cert) if self.cert is not None else None
+            conf = nginx.proxy_config(
+                prefix, port, workers, backend.address, self.opts.keepalive, self.scenarios, tls=tls
+            )
             out["nginx"] = Endpoint(
                 "127.0.0.1",
                 port,
                 nginx.start("nginx", prefix, conf, port, workers, placement.proxy),
                 prefix / "access.log",
+                tls[0] if tls is not None else None,
             )
         if "fastgw" in self.opts.targets:
             workdir = self.tmp / f"fastgw-w{workers}"
             workdir.mkdir()
             port = free_port()
             log = workdir / "access.log"
+            tls = (free_port(), *self.cert) if self.cert is not None else None
             doc = gateway.config(
-                port, workers, backend.address, self.opts.keepalive, log, self.scenarios, metrics=self.opts.metrics
+                port, workers, backend.address, self.opts.keepalive, log, self.scenarios, metrics=self.opts.metrics,
+                tls=tls,
             )
-            out["fastgw"] = Endpoint("127.0.0.1", port, gateway.start(workdir, doc, placement.proxy), log)
+            server = gateway.start(workdir, doc, placement.proxy)
+            out["fastgw"] = Endpoint("127.0.0.1", port, server, log, tls[0] if tls is not None else None)
         return out
 
     # -- runs ------------------------------------------------------------------------------------
@@ -216,7 +237,8 @@ class Bench:
         load: wrk.Load,
         cpus: tuple[int, ...] | None,
     ) -> dict[str, Any]:
-        url = f"http://{end.host}:{end.port}{self.path_of(scenario, backend, target)}"
+        scheme = "https" if scenario.tls else "http"
+        url = f"{scheme}://{end.host}:{end.port_for(scenario)}{self.path_of(scenario, backend, target)}"
         argv = wrk.command(url, scenario, load, self.scripts[scenario.name], cpus)
         roots = {
             "proxy": end.server.pid if end.server else None,
@@ -268,7 +290,7 @@ class Bench:
                     if target not in self.targets_for(scenario):
                         continue
                     path = self.path_of(scenario, backend, target)
-                    status = _probe(end.host, end.port, path, scenario)
+                    status = _probe(end.host, end.port_for(scenario), path, scenario)
                     if not 200 <= status < 400:
                         raise ServerError(
                             f"{target} answered {status} to {scenario.method} {path} "

@@ -22,6 +22,9 @@ CORS_PREFIX = "/cors"
 ACCESS_PREFIX = "/ipfilter"
 AGGREGATE_PATH = "/agg3"
 GZIP_PREFIX = "/gz"
+JWT_PREFIX = "/jwt"
+APIKEY_PREFIX = "/apikey"
+API_KEY = "bench-key-0123456789abcdef"
 ORIGIN = "https://app.example.com"
 JSON_SIZE = 4096
 
@@ -68,6 +71,11 @@ class Scenario:
     nginx_http: str = ""
     nginx_locations: str = ""
     nginx_equivalent: bool = True
+    #: Sent to the proxies' TLS listener (both terminate TLS with the same certificate,
+    #: `bench/tlscert.py`); not run against direct, whose backend speaks plain HTTP.
+    tls: bool = False
+    #: Files the fastgw routes name (a JWKS), written beside its config: name -> content.
+    fastgw_files: Mapping[str, str] = field(default_factory=dict)
     #: What `direct` is measured on when the backend has no route of the scenario's own: one call
     #: of an aggregation, the uncompressed body of a compressed route (default: `path`).
     direct_path: str | None = None
@@ -211,6 +219,81 @@ SCENARIOS: tuple[Scenario, ...] = (
             "        }\n"
         ),
         direct_path=JSON_PATH,
+    ),
+)
+
+
+def _jwt_material() -> tuple[str, str]:
+    """A JWKS (one ES256 key) and a token it verifies, valid for a day, made at import: the same
+    token on every request, which is what a client holding its access token sends."""
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid="bench", use="sig")
+    now = int(time.time())
+    claims = {"sub": "bench-user", "iss": "https://issuer.bench", "aud": "bench", "iat": now, "exp": now + 86400}
+    token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": "bench"})
+    return json.dumps({"keys": [jwk]}), token
+
+
+JWKS_TEXT, JWT_TOKEN = _jwt_material()
+
+SCENARIOS += (
+    # A JWT route next to get-small (issue 10): ES256 verification once, then the verified-token
+    # cache on every request (target: at least 0.9x get-small's req/s). nginx-light cannot verify
+    # a JWT: no nginx row.
+    Scenario(
+        "get-jwt",
+        "GET through a JWT route (ES256, JWKS file, one claim forwarded), token cached, keep-alive",
+        JWT_PREFIX + SMALL_PATH,
+        headers=(("Authorization", f"Bearer {JWT_TOKEN}"),),
+        fastgw_sections={"auth": {"bench_jwt": {
+            "type": "jwt", "algorithms": ["ES256"], "jwks": "bench-jwks.json", "issuer": "https://issuer.bench",
+            "audience": "bench", "forward_claims": {"sub": "X-User-Id"},
+        }}},
+        fastgw_routes=(
+            {"match": {"prefix": JWT_PREFIX}, "upstream": "backend", "strip_prefix": True, "auth": "bench_jwt"},
+        ),
+        fastgw_files={"bench-jwks.json": JWKS_TEXT},
+        nginx_equivalent=False,
+        direct_path=SMALL_PATH,
+    ),
+    # An API-key route: fastgw hashes the key (SHA-256) and looks the digest up; nginx looks the
+    # plain key up in a map. Both forward the consumer name.
+    Scenario(
+        "get-apikey",
+        "GET through an API-key route (X-API-Key, consumer forwarded), keep-alive",
+        APIKEY_PREFIX + SMALL_PATH,
+        headers=(("X-API-Key", API_KEY),),
+        fastgw_sections={"auth": {"bench_keys": {"type": "api_key", "keys": {"bench": API_KEY}}}},
+        fastgw_routes=(
+            {"match": {"prefix": APIKEY_PREFIX}, "upstream": "backend", "strip_prefix": True, "auth": "bench_keys"},
+        ),
+        nginx_http=f'    map $http_x_api_key $bench_consumer {{ default ""; "{API_KEY}" "bench"; }}',
+        nginx_locations=(
+            f"        location {APIKEY_PREFIX}/ {{\n"
+            '            if ($bench_consumer = "") { return 401; }\n'
+            "            proxy_set_header X-Consumer $bench_consumer;\n"
+            "            proxy_pass http://backend/;\n"
+            "        }\n"
+        ),
+        direct_path=SMALL_PATH,
+    ),
+    # TLS termination (issue 10), both proxies with the same RSA-2048 certificate, TLS 1.2+ and
+    # Mozilla intermediate ciphers: keep-alive (the record layer's cost per request) and a new
+    # connection per request (a full handshake each: wrk resumes no session). Target: 0.8x nginx.
+    Scenario("tls-small", "GET over TLS, 12 B response, keep-alive", SMALL_PATH, tls=True),
+    Scenario(
+        "tls-small-close",
+        "GET over TLS, 12 B response, a new connection (full handshake) per request",
+        SMALL_PATH,
+        headers=(("Connection", "close"),),
+        tls=True,
     ),
 )
 
