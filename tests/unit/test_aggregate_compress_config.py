@@ -191,3 +191,16 @@ def test_answers_checked_as_json_without_building_them(body: bytes, ok: bool) ->
     from fastgw.aggregate.responder import _is_json
 
     assert _is_json(body) is ok
+
+
+def test_zstd_compressors_are_reused_across_responses_with_frames_closed() -> None:
+    from fastgw.compress import _STREAMS, _zstd_idle, zstd
+
+    bodies = [b"first " * 500, b"second " * 700, b""]
+    seen = set()
+    for body in bodies:
+        compress, finish = _STREAMS["zstd"](5)
+        seen.add(id(compress.__self__))
+        data = compress(body) + finish()
+        assert zstd.decompress(data) == body
+    assert len(seen) == 1 and len(_zstd_idle[5]) == 1  # one compressor served all three
