@@ -14,6 +14,7 @@ from fastgw._core import monotonic
 from fastgw._proxy import RequestIds
 from fastgw.auth.build import WorkerAuth
 from fastgw.auth.shared import AuthShared
+from fastgw.cache import SharedCache, attach_cache
 from fastgw.config.model import Config, Listener
 from fastgw.http.replies import Replies
 from fastgw.log import AccessLogWriter, log_exception, process_log
@@ -47,7 +48,7 @@ class Runtime:
     def __init__(
         self, config: Config, loop: asyncio.AbstractEventLoop, generation: int,
         shared: UpstreamShared | None = None, slot: int = 0, buckets: SharedBuckets | None = None,
-        metrics: SharedMetrics | None = None, auth: AuthShared | None = None,
+        metrics: SharedMetrics | None = None, auth: AuthShared | None = None, cache: SharedCache | None = None,
     ) -> None:
         self.config = config
         self.loop = loop
@@ -65,6 +66,7 @@ class Runtime:
         self.rate_limits = attach_rate_limits(self, buckets, slot)
         self.global_access = access_filter(config.access)
         self.auth = WorkerAuth(config, loop, auth) if config.auth else None
+        self.cache = attach_cache(self, cache, slot)
         attach_chains(self)
         limits = config.limits
         self.max_head = limits.max_head

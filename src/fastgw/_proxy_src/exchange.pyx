@@ -1155,6 +1155,8 @@ cdef class ClientCore:
             except Exception as exc:
                 self.rt.internal_error(exc)
                 head = None
+            if head is not None and head.body is not None:
+                body = head.body        # a filter answered with other content (the cache, on error)
         cdef bint nobody = status == 204 or status == 304
         cdef bint head_only = req.method == b"HEAD"
         cdef OutBuf* b = &self.head
@@ -1197,6 +1199,10 @@ cdef class ClientCore:
         req.close_after = close
         if nobody or head_only:
             self.transport.write(buf_take(b))
+        elif PyBytes_GET_SIZE(body) > INLINE_BODY:
+            # as is, after the head (one writev): a cache hit's body is copied once, out of the cache
+            self.transport.writelines((buf_take(b), body))
+            req.sent = PyBytes_GET_SIZE(body)
         else:
             buf_addb(b, body)
             self.transport.write(buf_take(b))

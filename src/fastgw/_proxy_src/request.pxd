@@ -59,6 +59,8 @@ cdef class ResponseHead:
     cdef public list headers             # [name, value, name, value, ...] bytes, as sent
     cdef readonly bint is_local          # a Reply of the gateway's, not an upstream response
     cdef readonly object length          # the upstream body's Content-Length (int), else None
+    cdef public bytes body               # a filter's replacement for a local reply's body (the
+                                         #   cache's stale-if-error), else None
     cdef list body_filters               # filters that asked for the body (stream_through)
     cdef bint transforms                 # one of them changes the body: the length is unknown
     cdef object current                  # the filter whose on_response is running

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastgw._proxy import AccessFilter, CorsFilter, Filter, FixedResponder, Redirector, Reply, as_filter
 from fastgw.aggregate.responder import route_aggregate_responder
+from fastgw.cache import route_cache_filter
 from fastgw.compress import route_compress_filter
 from fastgw.config.model import Access, Route
 from fastgw.ratelimit.build import route_rate_limit_filter
@@ -75,9 +76,13 @@ def _compress(rt: Any, route: Route) -> Any:
     return route_compress_filter(route)
 
 
+def _cache(rt: Any, route: Route) -> Any:
+    return route_cache_filter(rt, route)
+
+
 BUILDERS: tuple[Builder, ...] = (
     route_trace_filter, _global_access, _route_access, _cors, _auth,
-    _rate_limit, _respond, _redirect, _aggregate, _compress,
+    _rate_limit, _respond, _redirect, _aggregate, _compress, _cache,
 )
 
 

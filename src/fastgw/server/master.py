@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fastgw.auth.agent import run_agent
+from fastgw.cache import SharedCache, shared_cache
 from fastgw.config import ConfigError, load
 from fastgw.config.model import Address, Config
 from fastgw.log import log_exception, process_log
@@ -78,6 +79,9 @@ class Generation:
     """The generation's metrics table, one row per worker slot (see fastgw.metrics.shared)."""
     security: Security | None = None
     """TLS contexts and auth state, built before the generation's first fork (fastgw.server.security)."""
+    cache: SharedCache | None = None
+    """The host's response cache, carried over from the previous generation while cache_size is
+    unchanged (see fastgw.cache.shared)."""
 
 
 class StartError(Exception):
@@ -298,6 +302,7 @@ class Master:
         if security.agent_needed:
             self.agents.start(number, security.auth)
         gen.buckets = shared_buckets(config, self.current.buckets if self.current is not None else None)
+        gen.cache = shared_cache(config, self.current.cache if self.current is not None else None)
         gen.metrics = self.metrics.start(config, config.workers, number, gen.buckets)
         for slot in range(config.workers):
             self._spawn(gen, slot)
@@ -314,7 +319,7 @@ class Master:
             finally:
                 run_worker(
                     gen.config, gen.number, sockets, status_w, self._life_r, gen.shared, slot, gen.buckets, gen.metrics,
-                    gen.security,
+                    gen.security, gen.cache,
                 )
         os.close(status_w)
         os.set_blocking(status_r, False)
@@ -381,8 +386,18 @@ class Master:
                     self.agents.reaped(pid, status)
                 continue
             self._unregister(proc)
+            self._release_cache(pid)
             self._worker_exited(proc, status)
             self.metrics.retire(self._metric_generations())
+
+    def _release_cache(self, pid: int) -> None:
+        """A reaped worker's unfinished cache writes and fill claims are freed at once (before any
+        new fork can reuse its pid), so its waiters need not wait for their deadline."""
+        seen: set[int] = set()
+        for gen in (self.current, self.pending):
+            if gen is not None and gen.cache is not None and id(gen.cache.store) not in seen:
+                seen.add(id(gen.cache.store))
+                gen.cache.release_dead(pid)
 
     def _worker_exited(self, proc: WorkerProc, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)

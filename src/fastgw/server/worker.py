@@ -15,6 +15,7 @@ from typing import NoReturn
 
 import uvloop
 
+from fastgw.cache import SharedCache
 from fastgw.config.model import Address, Config
 from fastgw.http.protocol import ClientProtocol
 from fastgw.log import log_exception, process_log
@@ -43,6 +44,7 @@ def run_worker(
     buckets: SharedBuckets | None = None,
     metrics: SharedMetrics | None = None,
     security: Security | None = None,
+    cache: SharedCache | None = None,
 ) -> NoReturn:
     """Entry point in the forked child; never returns. `shared` is the generation's shared
     upstream state, `slot` the worker's slot (where it publishes its upstream stats), `buckets`
@@ -53,7 +55,7 @@ def run_worker(
     try:
         set_title(f"fastgw: worker {slot} (generation {generation})")
         code = _Worker(
-            config, generation, sockets, status_fd, lifeline_fd, shared, slot, buckets, metrics, security
+            config, generation, sockets, status_fd, lifeline_fd, shared, slot, buckets, metrics, security, cache
         ).run()
     except BaseException as exc:
         log_exception(f"worker {os.getpid()}", exc)
@@ -74,8 +76,10 @@ class _Worker:
         buckets: SharedBuckets | None = None,
         metrics: SharedMetrics | None = None,
         security: Security | None = None,
+        cache: SharedCache | None = None,
     ) -> None:
         self.config = config
+        self.cache = cache
         self.security = security or Security()
         self.metrics = metrics
         self.shared = shared
@@ -97,7 +101,7 @@ class _Worker:
         self.loop = loop
         self.rt = rt = Runtime(
             self.config, loop, self.generation, self.shared, self.slot, self.buckets, self.metrics,
-            self.security.auth,
+            self.security.auth, self.cache,
         )
         listeners = {listener.address: listener for listener in self.config.listen}
         for sock, address in self.sockets:
