@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.client import Conn, http_get
-from tests.support.procs import Backend, Gateway, start_backend
+from tests.support.procs import Backend, Gateway, free_port, start_backend
 
 pytestmark = pytest.mark.e2e
 
@@ -195,3 +195,24 @@ def test_formats_and_disabled_metrics(backend: Backend, tmp_path: Path) -> None:
 def _head(port: int, path: str) -> Any:
     with Conn(port) as conn:
         return conn.request("HEAD", path)
+
+
+def test_retries_and_upstream_errors_per_target(backend: Backend, tmp_path: Path) -> None:
+    """A dead target next to a live one: each request that went to it first is retried on the
+    other; the retries per route and per upstream equal the connect errors of the dead target."""
+    dead = f"127.0.0.1:{free_port()}"
+    live = f"127.0.0.1:{backend.port}"
+    doc = gateway_doc(backend) | {"workers": 1}
+    doc["upstreams"] = {"backend": {"targets": [dead, live], "balance": "round_robin",
+                                    "outlier": "off", "timeouts": {"connect": "1s", "read": "5s"}}}
+    with Gateway(doc, tmp_path) as g:
+        assert [http_get(g.port, "/api/echo/r").status for _ in range(10)] == [200] * 10
+        samples = wait_metrics(g, lambda s: value(
+            s, "fastgw_upstream_responses_total", upstream="backend", target=live) == 10)
+    errors = value(samples, "fastgw_upstream_errors_total", upstream="backend", target=dead, kind="connect_error")
+    assert 1 <= errors <= 10
+    assert value(samples, "fastgw_route_retries_total", route=API) == errors
+    assert value(samples, "fastgw_upstream_retries_total", upstream="backend") == errors
+    assert value(samples, "fastgw_upstream_failures_total", upstream="backend", target=dead) == errors
+    assert value(samples, "fastgw_upstream_responses_total", upstream="backend", target=dead) == 0
+    assert value(samples, "fastgw_requests_total", route=API, method="GET", status_class="2xx") == 10
