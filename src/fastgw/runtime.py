@@ -11,7 +11,7 @@ from email.utils import formatdate
 from typing import Any
 
 from fastgw._core import monotonic
-from fastgw._proxy import RequestIds
+from fastgw._proxy import Clock, RequestIds
 from fastgw.auth.build import WorkerAuth
 from fastgw.auth.shared import AuthShared
 from fastgw.cache import SharedCache, attach_cache
@@ -25,7 +25,7 @@ from fastgw.ratelimit import SharedBuckets, attach_rate_limits
 from fastgw.routing import compile_routes
 from fastgw.tracing import attach_tracing
 from fastgw.upstream.client import UpstreamClient
-from fastgw.upstream.pool import Clock, UpstreamGroup
+from fastgw.upstream.pool import UpstreamGroup
 from fastgw.upstream.shared import UpstreamShared
 
 TICK = 0.1

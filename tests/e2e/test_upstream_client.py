@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 import pytest
 import uvloop
 
+from fastgw._proxy import Clock, TargetState
 from fastgw.config.model import Address, Retries, Target, Timeouts, Upstream
 from fastgw.upstream.client import UpstreamClient, UpstreamError
-from fastgw.upstream.pool import Clock, UpstreamGroup
-from fastgw.upstream.target import TargetState
+from fastgw.upstream.pool import UpstreamGroup
 from tests.support.backend import body_bytes
 from tests.support.procs import Backend, free_port
 

@@ -11,11 +11,9 @@ from typing import Any
 
 import pytest
 
-from fastgw._proxy import Request
+from fastgw._proxy import ConsistentHash, P2CEwma, Request, TargetGroup, TargetState
 from fastgw.config.model import Address, HashKey, Target, Upstream
-from fastgw.upstream.balancer import ConsistentHash, P2CEwma, hash64, request_key
-from fastgw.upstream.group import TargetGroup
-from fastgw.upstream.target import TargetState
+from fastgw.upstream.balancer import consistent_hash, hash64, request_key
 
 
 class FakeClock:
@@ -303,7 +301,7 @@ def ring(addresses: list[str], weights: list[int] | None = None) -> ConsistentHa
         t = TargetState((weights or [1] * len(addresses))[i], clock)
         t.index = i
         targets.append(t)
-    return ConsistentHash(targets, addresses, HashKey("path"))
+    return consistent_hash(targets, addresses, HashKey("path"))
 
 
 def owners(r: ConsistentHash, keys: list[bytes], labels: list[str]) -> dict[bytes, str]:

@@ -11,8 +11,8 @@ from collections import Counter
 
 import pytest
 
+from fastgw._proxy import TargetGroup, TargetState
 from fastgw.config.model import Address, Config, HealthCheck, Target, Upstream
-from fastgw.upstream.group import TargetGroup
 from fastgw.upstream.health import HealthChecker, HealthMachine, expected
 from fastgw.upstream.shared import (
     HEALTHY,
@@ -23,7 +23,6 @@ from fastgw.upstream.shared import (
     HealthTable,
     UpstreamShared,
 )
-from fastgw.upstream.target import TargetState
 
 CHECK = HealthCheck("/healthz", interval=2.0, timeout=0.05, unhealthy_after=3, healthy_after=2, jitter=0.2)
 BLANK = HealthRecord(UNKNOWN, 0, 0, 0, 0, 0.0, 0.0)

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from fastgw._proxy import FAILURE_PENALTY, TargetGroup, TargetState
 from fastgw.config.model import Address, Outlier, Target, Upstream
-from fastgw.upstream.group import TargetGroup
-from fastgw.upstream.target import FAILURE_PENALTY, TargetState
 
 
 class FakeClock:

@@ -5,28 +5,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastgw._proxy import KEEPALIVE_IDLE, PEAK_WINDOW, Clock, TargetPool
 from fastgw.config.model import Address, Target, Upstream
-from fastgw.upstream.pool import KEEPALIVE_IDLE, PEAK_WINDOW, Clock, TargetPool
+from fastgw.upstream.connection import UpstreamConnection
 
 
 class FakeTransport:
+    """What the pool touches of a connection's transport."""
+
     def __init__(self) -> None:
         self.closed = False
 
     def close(self) -> None:
         self.closed = True
 
+    def abort(self) -> None:
+        self.closed = True
 
-class FakeConn:
-    def __init__(self) -> None:
-        self.closed = False
-        self.reused = False
-        self.last_active = 0.0
-        self.transport = FakeTransport()
-        self.busy = False
-
-    def has_pending(self) -> bool:
-        return False
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
 
 
 def pool(keepalive: int, clock: Clock) -> TargetPool:
@@ -35,8 +32,12 @@ def pool(keepalive: int, clock: Clock) -> TargetPool:
 
 
 def busy(p: TargetPool, n: int) -> list[Any]:
-    """`n` connections in use at once, as connect() leaves them."""
-    conns = [FakeConn() for _ in range(n)]
+    """`n` real connections over fake transports, in use at once, as connect() leaves them."""
+    conns = []
+    for _ in range(n):
+        conn = UpstreamConnection(p)
+        conn.connection_made(FakeTransport())
+        conns.append(conn)
     for conn in conns:
         p.busy.add(conn)
         p.peak = max(p.peak, len(p.busy))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from fastgw._proxy import BUDGET_FLOOR, BUDGET_WINDOW, RetryBudget
 from fastgw.config.model import Retries
-from fastgw.upstream.retry import BUDGET_FLOOR, BUDGET_WINDOW, RetryBudget, RetryPolicy
+from fastgw.upstream.retry import RetryPolicy
 
 
 class FakeClock:

@@ -81,7 +81,7 @@ cdef class ClientCore:
     cdef terminal(self, Request req)
     cdef proxy(self, Request req)
     cdef bytes upstream_request_head(self, Request req, Plan plan, bytes path)
-    cdef send_to(self, Request req, object pool)
+    cdef send_to(self, Request req, object target)
     cdef attach(self, Request req, UpstreamCore conn)
     cdef attempt_failed(self, Request req, int failure, str message)
     cdef object retry_target(self, Request req, object outcome)

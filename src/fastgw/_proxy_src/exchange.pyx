@@ -280,7 +280,7 @@ cdef class ClientCore:
                 active.status = 499
             if active.in_flight:
                 active.in_flight = False
-                active.pool.on_cancel()
+                (<TargetPool>active.pool).on_cancel()
             self.log(active)
         self.active = None
         self.queue = None
@@ -568,9 +568,9 @@ cdef class ClientCore:
         elif plan.strip_len >= 0:
             path = path[plan.strip_len:] or b"/"
         req.head = self.upstream_request_head(req, plan, path)
-        group = req.group
-        group.on_request()
-        pool = group.pick(self, req, None)
+        cdef TargetGroup group = <TargetGroup>req.group
+        group.budget.on_request()
+        pool = group.balancer.pick(self, req, None)
         if pool is None:
             return self.refuse(req, failure_status(F_NO_TARGET), "no healthy upstream target")
         self.send_to(req, pool)
@@ -643,7 +643,8 @@ cdef class ClientCore:
             buf_add(b, b"\r\n", 2)
         return buf_take(b)
 
-    cdef send_to(self, Request req, object pool):
+    cdef send_to(self, Request req, object target):
+        cdef TargetPool pool = <TargetPool>target
         req.pool = pool
         req.upstream = pool.label
         req.attempts += 1
@@ -679,7 +680,7 @@ cdef class ClientCore:
         cdef str kind = failure_kind(failure)
         if req.in_flight:
             req.in_flight = False
-            req.pool.on_failure(kind)
+            (<TargetPool>req.pool).on_failure(kind)
         if req is not self.active or req.phase == PH_LOGGED:
             return
         other = self.retry_target(req, kind)
@@ -694,13 +695,13 @@ cdef class ClientCore:
         """DESIGN §8: the target of the next attempt, or None. To a different target where one
         exists; once any part of the request was sent, only idempotent requests; a body already
         streamed cannot be replayed; never back to a target that just refused a connection."""
-        group = req.group
+        cdef TargetGroup group = <TargetGroup>req.group
         retry = group.retry
         if retry is None or req.body_streamed:
             return None
         if not retry.allows(outcome, req.attempts, req.method in _IDEMPOTENT, req.up != UP_NONE):
             return None
-        other = group.pick(self, req, req.pool)
+        other = group.balancer.pick(self, req, req.pool)
         if other is None or (other is req.pool and outcome == "connect_error"):
             # Connecting again to the target that just refused or timed out only delays the
             # answer (by a whole connect timeout when the target is unreachable).
@@ -753,7 +754,7 @@ cdef class ClientCore:
                 buf_addb(&self.out, self.informational_head(req, status, hpairs))
             return
         req.upstream_time = _now() - req.attempt_t0
-        group = req.group
+        cdef TargetGroup group = <TargetGroup>req.group
         if group.retry_statuses is not None and status in group.retry_statuses and req.rx == RX_DONE \
                 and not req.body_streamed:
             other = self.retry_target(req, status)
@@ -763,7 +764,7 @@ cdef class ClientCore:
                 conn.broken = True
                 conn.abort()
                 req.in_flight = False
-                req.pool.on_success(status, _now() - req.attempt_t0)
+                (<TargetPool>req.pool).on_success(status, _now() - req.attempt_t0)
                 req.up = UP_NONE
                 self.send_to(req, other)
                 return
@@ -1040,9 +1041,9 @@ cdef class ClientCore:
         if req.in_flight:
             req.in_flight = False
             if kind is None:
-                req.pool.on_success(status, _now() - req.attempt_t0)
+                (<TargetPool>req.pool).on_success(status, _now() - req.attempt_t0)
             else:
-                req.pool.on_failure(kind)
+                (<TargetPool>req.pool).on_failure(kind)
 
     cdef upstream_lost(self, UpstreamCore conn):
         cdef Request req = self.active
@@ -1059,7 +1060,7 @@ cdef class ClientCore:
                 # Not the target's fault, so neither a failure nor a retry from the budget.
                 if req.in_flight:
                     req.in_flight = False
-                    req.pool.on_cancel()
+                    (<TargetPool>req.pool).on_cancel()
                 req.attempts -= 1
                 req.up = UP_NONE
                 self.send_to(req, req.pool)
@@ -1233,7 +1234,7 @@ cdef class ClientCore:
                 up.abort()
             if active.in_flight:
                 active.in_flight = False
-                active.pool.on_cancel()
+                (<TargetPool>active.pool).on_cancel()
             if active.resp != RESP_NONE:
                 self.abort(active)
             else:

@@ -7,7 +7,7 @@
 # client.upstream_failed(conn, failure, message) or client.upstream_lost(conn).
 
 cdef class UpstreamCore:
-    cdef public object pool
+    cdef public TargetPool pool
     cdef public object transport
     cdef object parser
     cdef ClientCore client

@@ -11,7 +11,7 @@ cdef class UpstreamCore:
     """One keep-alive connection to a target. It parses responses and hands every event to the
     client exchange it is bound to; it carries no per-request object of its own."""
 
-    def __init__(self, pool):
+    def __init__(self, TargetPool pool not None):
         self.pool = pool
         self.parser = _ResponseParser(self)
         self.hpairs = []
@@ -19,7 +19,10 @@ cdef class UpstreamCore:
     def connection_made(self, transport):
         self.transport = transport
         sock = transport.get_extra_info("socket")
-        self.fd = sock.fileno() if sock is not None else -1
+        # A TLS connection's socket carries records the TLS layer reads on its own (a TLS 1.3
+        # server sends session tickets after the handshake): it is never peeked.
+        tls = transport.get_extra_info("ssl_object") is not None
+        self.fd = sock.fileno() if sock is not None and not tls else -1
 
     def data_received(self, bytes data):
         cdef ClientCore client = self.client

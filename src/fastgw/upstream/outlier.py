@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from fastgw._proxy import TargetState
 from fastgw.config.model import Outlier
-from fastgw.upstream.target import TargetState
 
 MAX_MULTIPLIER = 10
 

@@ -1,6 +1,9 @@
 """Whether a failed attempt may be tried again (DESIGN §8), and the budget that keeps retries
 from multiplying an outage.
 
+The budget itself (`RetryBudget`: retries over requests in a sliding 10 s window, with a floor of
+3 retries per window) is compiled, since every request counts in it; this is the policy around it.
+
 The protocol asks `allows(outcome, attempts, idempotent, request_sent)` after an attempt failed
 before any of its response reached the client; a True answer has already taken a retry from the
 budget, except for a `connect_error`. `on_request()` is called once per request so the budget
@@ -18,62 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastgw._proxy import RetryBudget
 from fastgw.config.model import Retries
-
-BUDGET_WINDOW = 10.0
-BUDGET_FLOOR = 3
-"""Retries always allowed per window, so that an upstream with little traffic can still retry."""
-
-
-class RetryBudget:
-    """Retries over requests in the last BUDGET_WINDOW seconds, per worker and upstream.
-
-    Counts are kept for the current and the previous window, and the previous one is weighed by
-    how much of it still lies within the last BUDGET_WINDOW seconds (the sliding-window estimate
-    of Pingora's `Rate`), so the budget does not reset all at once on a window boundary."""
-
-    __slots__ = ("ratio", "floor", "clock", "_start", "_requests", "_retries", "_prev_requests", "_prev_retries")
-
-    def __init__(self, ratio: float, clock: Any, floor: int = BUDGET_FLOOR) -> None:
-        self.ratio = ratio
-        self.floor = floor
-        self.clock = clock
-        self._start = clock.now
-        self._requests = 0
-        self._retries = 0
-        self._prev_requests = 0
-        self._prev_retries = 0
-
-    def on_request(self) -> None:
-        if self.clock.now - self._start >= BUDGET_WINDOW:
-            self._roll()
-        self._requests += 1
-
-    def try_acquire(self) -> bool:
-        """Takes one retry if the budget has one left."""
-        now = self.clock.now
-        if now - self._start >= BUDGET_WINDOW:
-            self._roll()
-        weight = 1.0 - (now - self._start) / BUDGET_WINDOW
-        retries = self._prev_retries * weight + self._retries
-        allowed = self.ratio * (self._prev_requests * weight + self._requests)
-        if retries + 1 > max(allowed, self.floor):
-            return False
-        self._retries += 1
-        return True
-
-    def _roll(self) -> None:
-        now = self.clock.now
-        windows = int((now - self._start) // BUDGET_WINDOW)
-        if windows == 1:
-            self._prev_requests = self._requests
-            self._prev_retries = self._retries
-        else:
-            self._prev_requests = 0
-            self._prev_retries = 0
-        self._requests = 0
-        self._retries = 0
-        self._start += windows * BUDGET_WINDOW
 
 
 class RetryPolicy:
