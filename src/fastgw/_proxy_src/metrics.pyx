@@ -132,6 +132,8 @@ cdef class MetricsRecorder:
             return 0
         cdef object plan = req.plan
         cdef Py_ssize_t r = self.nroutes if plan is None else (<Plan>plan).index
+        if r < 0 or r > self.nroutes:
+            r = self.nroutes            # a plan not of this configuration: never write past the row
         cdef int64_t* b = row + r * MX_ROUTE_STRIDE
         cdef int status = req.status
         cdef int cls = status // 100 if 100 <= status < 600 else 0
