@@ -1,6 +1,6 @@
 """Aggregation routes end to end: a real gateway (2 workers) whose aggregation calls go to the real
-test backend through the internal client. The gateway runs under `tests.support.claims_gateway`,
-which sets `req.claims` from an `X-Test-Claims` header as an auth filter would from a token.
+test backend through the internal client. Claims come from HS256 tokens made here and verified by
+the route's jwt auth, as in production.
 
 Each test states what a client of the route relies on: the merged shape, templates filled from
 path params, query, headers and claims (encoded so they cannot change the path or add query
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 from tests.support.client import Response, http_get
@@ -24,12 +25,14 @@ from tests.support.procs import Backend, Gateway, free_port
 pytestmark = pytest.mark.e2e
 
 CLAIMS = {"sub": "al/ice", "org": {"id": 7}}
+SECRET = "an-hs256-secret-of-32-bytes-or-more!"
 
 
 def routes() -> list[dict[str, Any]]:
     return [
         {
             "match": {"path": "/dash/{id}"},
+            "auth": "main",
             "aggregate": {
                 "profile": {
                     "upstream": "users",
@@ -48,6 +51,7 @@ def routes() -> list[dict[str, Any]]:
         },
         {
             "match": {"path": "/two-stage"},
+            "auth": "main",
             "aggregate": {
                 "profile": {"upstream": "users", "path": "/json/users/{claim.sub}?team_id=t-42&delay=1"},
                 "team": {"upstream": "users", "path": "/json/teams/{profile.team_id}?of={profile.path}"},
@@ -117,18 +121,19 @@ def gw(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[G
             "dead": {"targets": [dead], "timeouts": timeouts},
             "half_dead": {"targets": [dead, live], "balance": "round_robin", "timeouts": timeouts},
         },
+        "auth": {"main": {"type": "jwt", "algorithms": ["HS256"], "secret": SECRET}},
         "routes": routes(),
         "access_log": {"path": False},
     }
     workdir: Path = tmp_path_factory.mktemp("aggregate")
-    with Gateway(config, workdir, module="tests.support.claims_gateway").start() as g:
+    with Gateway(config, workdir).start() as g:
         yield g
 
 
 def get(gw: Gateway, path: str, headers: dict[str, str] | None = None, claims: Any = CLAIMS) -> Response:
     h = dict(headers or {})
     if claims is not None:
-        h["X-Test-Claims"] = json.dumps(claims)
+        h["Authorization"] = "Bearer " + jwt.encode({**claims, "exp": int(time.time()) + 300}, SECRET, "HS256")
     return http_get(gw.port, path, h, timeout=10)
 
 
@@ -148,7 +153,7 @@ def test_calls_are_merged_by_name_with_templates_filled_and_fields_selected(gw: 
     assert sent["x-request-id"] == "agg-test-1" == r.header("x-request-id")
     assert sent["x-forwarded-for"] == "127.0.0.1"
     assert sent["accept"] == "application/json"
-    assert "x-test-claims" not in sent  # calls carry what the config says, not the client's headers
+    assert "authorization" not in sent  # calls carry what the config says, not the client's headers
     assert body["items"] == [{"id": i, "name": f"item-{i}"} for i in range(3)]
     assert body["shaped"] == {"alpha": "1", "headers": {"x-request-id": "agg-test-1"}}
 
@@ -228,9 +233,10 @@ def test_a_call_on_a_failed_call_fails_too(gw: Gateway) -> None:
 
 
 def test_a_missing_claim_is_the_clients_fault(gw: Gateway) -> None:
-    r = get(gw, "/dash/1?page=1", claims=None)
+    r = get(gw, "/dash/1?page=1", claims={"org": {"id": 7}})
     assert r.status == 400, r.summary()
     assert r.json()["error"]["message"] == "aggregate call 'profile' failed: the request has no claim 'sub'"
+    assert get(gw, "/dash/1?page=1", claims=None).status == 401  # the route's auth answers first
     r = get(gw, "/dash/1")
     assert r.status == 400 and "query parameter 'page'" in r.json()["error"]["message"]
 

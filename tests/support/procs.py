@@ -145,11 +145,7 @@ class Gateway:
     loopback ports when absent. Use as a context manager: on exit the whole process group is
     killed, whatever state the test left it in."""
 
-    def __init__(
-        self, config: Mapping[str, Any], workdir: Path, *, ready_timeout: float = 30.0, module: str = "fastgw"
-    ) -> None:
-        self.module = module
-        """What `python -m` runs: `fastgw`, or a test launcher around it (tests/support/claims_gateway.py)."""
+    def __init__(self, config: Mapping[str, Any], workdir: Path, *, ready_timeout: float = 30.0) -> None:
         self.config: dict[str, Any] = dict(config)
         self.config.setdefault("listen", [{"address": f"{LOOPBACK}:{free_port()}"}])
         self.config.setdefault("admin", {"address": f"{LOOPBACK}:{free_port()}"})
@@ -191,7 +187,7 @@ class Gateway:
         self.write_config()
         with open(self.stdout_path, "wb") as stdout:
             self.proc = subprocess.Popen(
-                [PYTHON, "-m", self.module, "run", "-c", str(self.config_path)],
+                [PYTHON, "-m", "fastgw", "run", "-c", str(self.config_path)],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,

@@ -22,11 +22,16 @@ upstreams:
   orders: {targets: ["127.0.0.1:9002"]}
 routes:
 """
+AUTH = """\
+auth:
+  main: {type: jwt, algorithms: [HS256], secret: "an-hs256-secret-of-32-bytes-or-more!"}
+  keys: {type: api_key, keys: {partner: a-key-of-16-chars-or-more}}
+"""
 
 
 def load_text(tmp_path: Path, routes: str) -> object:
     path = tmp_path / "gw.yaml"
-    path.write_text(HEAD + textwrap.indent(textwrap.dedent(routes), "  "))
+    path.write_text(HEAD + textwrap.indent(textwrap.dedent(routes), "  ") + AUTH)
     return load(str(path))
 
 
@@ -41,6 +46,7 @@ def problems(tmp_path: Path, routes: str) -> list[str]:
 def test_a_valid_aggregation_and_compression(tmp_path: Path) -> None:
     config = load_text(tmp_path, """\
         - match: {path: "/dash/{id}"}
+          auth: main
           aggregate:
             profile: {upstream: users, path: "/users/{claim.sub}?v={id}", keep: [id, address.city], rename: {id: uid}}
             orders:
@@ -204,3 +210,21 @@ def test_zstd_compressors_are_reused_across_responses_with_frames_closed() -> No
         data = compress(body) + finish()
         assert zstd.decompress(data) == body
     assert len(seen) == 1 and len(_zstd_idle[5]) == 1  # one compressor served all three
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        ("  auth: main\n", []),
+        ("", ["8: routes[0].aggregate.a.path: reads token claims, and this route has no auth: add a jwt or "
+              "introspection auth"]),
+        ("  auth: [main, keys]\n", ["9: routes[0].aggregate.a.path: reads token claims, and this route has an auth "
+                                     "that gives no token claims (api_key, mtls): add a jwt or introspection auth"]),
+    ],
+)
+def test_claims_in_templates_need_an_auth_that_gives_claims(tmp_path: Path, auth: str, expected: list[str]) -> None:
+    routes = '- match: {prefix: /d}\n' + auth + '  aggregate: {a: {upstream: users, path: "/u/{claim.sub}"}}\n'
+    if expected:
+        assert problems(tmp_path, routes) == expected
+    else:
+        load_text(tmp_path, routes)

@@ -14,13 +14,13 @@ from typing import Any
 
 from fastgw.aggregate.template import NAMESPACES, Template, parse
 
-from ..model import AggregateCall, Match
-from ..report import Report, section, sequence, shown, suggest
+from ..model import AggregateCall, IntrospectionAuth, JwtAuth, Match, Route
+from ..report import Context, Report, section, sequence, shown, suggest
 from ..validators import editable_header, validate_bool, validate_positive_duration, validate_size, validate_string
 from ..yamlsrc import Path, kind_of
 from .route_targets import route_params
 
-__all__ = ["validate_aggregate"]
+__all__ = ["check_aggregate_claims", "validate_aggregate"]
 
 CALL_KEYS = ("upstream", "path", "headers", "timeout", "max_body", "optional", "keep", "drop", "rename")
 MAX_CALLS = 32
@@ -246,3 +246,25 @@ def _check_stages(
                 ok = False
                 break
     return ok
+
+
+def check_aggregate_claims(report: Report, path: Path, route: Route | None, context: Context) -> Route | None:
+    """A template reading `{claim.NAME}` needs the route's `auth` to give token claims (jwt or
+    introspection, every one listed): otherwise no request could ever fill it. Run once the
+    route's auth is known."""
+    if route is None or not route.aggregate:
+        return route
+    specs = context.validated.get("auth") or {}
+    used = [specs[name] for name in route.auth if name in specs]
+    gives_claims = bool(route.auth) and all(isinstance(spec, (JwtAuth, IntrospectionAuth)) for spec in used)
+    if gives_claims:
+        return route
+    for call in route.aggregate:
+        fields = [("path", call.path), *((("headers", name), text) for name, text in call.headers)]
+        for where, text in fields:
+            if "{claim." in text:
+                key = (*path, "aggregate", call.name, *(where if isinstance(where, tuple) else (where,)))
+                why = "has no auth" if not route.auth else "has an auth that gives no token claims (api_key, mtls)"
+                report.error(key, f"reads token claims, and this route {why}: add a jwt or introspection auth")
+                return route
+    return route

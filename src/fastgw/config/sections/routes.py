@@ -23,7 +23,7 @@ from ..validators import (
 )
 from ..yamlsrc import Path, format_path, kind_of
 from .access import validate_access
-from .aggregate import validate_aggregate
+from .aggregate import check_aggregate_claims, validate_aggregate
 from .auth import validate_route_auth
 from .cache import validate_route_cache
 from .compress import validate_compress
@@ -49,6 +49,7 @@ def validate_routes(report: Report, path: Path, value: Any, context: Context) ->
     for index, item in enumerate(sequence(report, path, value)):
         route = validate_route(report, (*path, index), index, item, upstream_names, limit_names)
         route = validate_route_auth(report, (*path, index), item, route, context)
+        route = check_aggregate_claims(report, (*path, index), route, context)
         route = validate_route_cache(report, (*path, index), item, route, context)
         if route is not None:
             routes.append(route)
