@@ -126,7 +126,7 @@ def gw(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[G
         "access_log": {"path": False},
     }
     workdir: Path = tmp_path_factory.mktemp("aggregate")
-    with Gateway(config, workdir).start() as g:
+    with Gateway(config, workdir) as g:  # __enter__ starts it
         yield g
 
 

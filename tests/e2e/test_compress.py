@@ -36,7 +36,7 @@ def gw(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[G
             {"match": {"prefix": "/"}, "upstream": "backend"},
         ],
     )
-    with Gateway(config, tmp_path_factory.mktemp("compress")).start() as g:
+    with Gateway(config, tmp_path_factory.mktemp("compress")) as g:  # __enter__ starts it
         yield g
 
 
