@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qs, parse_qsl
 
 import httptools
 import uvloop
@@ -60,6 +60,9 @@ class _Stats:
     paths: dict[str, int] = field(default_factory=dict)
     """Request heads received per path under `/count/`: a test that must prove a request never
     reached the backend sends it to a path of its own there."""
+    cache: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per path under `/cache/`: `requests` (every method), `conditional` (with If-None-Match or
+    If-Modified-Since) and `not_modified` (answered 304)."""
 
 
 @dataclass
@@ -425,6 +428,7 @@ async def _stats(conn: _Connection, req: _Request, args: list[str]) -> None:
         "app": s.app,
         "app_posts": s.app_posts,
         "paths": s.paths,
+        "cache": s.cache,
     }
     await conn.send(200, [], json.dumps(body).encode())
 
@@ -471,6 +475,75 @@ async def _app(conn: _Connection, req: _Request, args: list[str]) -> None:
     if mode.startswith("sleep-"):
         await asyncio.sleep(int(mode[6:]) / 1000)
     await conn.send(200, [], json.dumps({"name": server.name, "method": req.method}).encode())
+
+
+async def _cache(conn: _Connection, req: _Request, args: list[str]) -> None:
+    """`/cache/{id}?...`: a response shaped by the query, for cache tests; every request is counted
+    per path in `/stats` (`cache`). Parameters: `cc` (Cache-Control), `etag`, `lm`
+    (Last-Modified), `expires`, `vary` (a request header name: sent as Vary, and its value echoed
+    in the body), `status`, `size` (a body of that many bytes instead of the JSON one), `delay`
+    (ms before the head), `stall` (ms between the first half of the body and the rest; with
+    `stall_first` only for the path's first request), `chunked` (chunked framing),
+    `cookie` (Set-Cookie), `location` / `content_location`, `cc304` (the Cache-Control of a 304),
+    `set=Name:Value` (more headers). A request whose If-None-Match matches `etag`, or whose
+    If-Modified-Since is not before `lm`, gets 304 with the validators and `cc304` or `cc`."""
+    stats = conn.server.stats.cache.setdefault(req.path, {"requests": 0, "conditional": 0, "not_modified": 0})
+    stats["requests"] += 1
+    params = parse_qs(req.query, keep_blank_values=True, encoding="latin-1")
+
+    def arg(name: str) -> str | None:
+        return params[name][0] if name in params else None
+
+    def header(name: bytes) -> bytes | None:
+        for n, v in req.headers:
+            if n.lower() == name:
+                return v
+        return None
+
+    if arg("delay"):
+        await asyncio.sleep(int(arg("delay") or 0) / 1000)
+    headers: list[tuple[bytes, bytes]] = []
+    for name, value in (("Cache-Control", "cc"), ("ETag", "etag"), ("Last-Modified", "lm"), ("Expires", "expires"),
+                        ("Vary", "vary"), ("Set-Cookie", "cookie"), ("Location", "location"),
+                        ("Content-Location", "content_location")):
+        if arg(value) is not None:
+            headers.append((name.encode(), (arg(value) or "").encode("latin-1")))
+    for extra in params.get("set", []):
+        name, _, value = extra.partition(":")
+        headers.append((name.encode("latin-1"), value.encode("latin-1")))
+    inm, ims = header(b"if-none-match"), header(b"if-modified-since")
+    if inm is not None or ims is not None:
+        stats["conditional"] += 1
+    etag, lm = arg("etag"), arg("lm")
+    not_modified = (inm is not None and etag is not None and etag.encode() in [t.strip() for t in inm.split(b",")]) or (
+        inm is None and ims is not None and lm is not None and ims.decode("latin-1") == lm)
+    if not_modified and req.method in ("GET", "HEAD"):
+        stats["not_modified"] += 1
+        keep = [(n, v) for n, v in headers if n in (b"ETag", b"Last-Modified", b"Vary", b"Expires")]
+        cc = arg("cc304") if arg("cc304") is not None else arg("cc")
+        if cc is not None:
+            keep.append((b"Cache-Control", cc.encode("latin-1")))
+        conn._write_head(304, keep, 0)
+        return
+    vary = arg("vary")
+    echoed = header(vary.lower().encode("latin-1")) if vary else None
+    status = int(arg("status") or 200)
+    if arg("size") is not None:
+        body = body_bytes(_size(arg("size") or "0"))
+        headers.append((b"Content-Type", b"application/octet-stream"))
+    else:
+        body = json.dumps({"path": req.path, "n": stats["requests"], "method": req.method,
+                           "vary": echoed.decode("latin-1") if echoed is not None else None}).encode()
+        headers.append((b"Content-Type", b"application/json"))
+    chunked = arg("chunked") is not None
+    conn._write_head(status, headers, None if chunked else len(body))
+    pieces = [body[: len(body) // 2], body[len(body) // 2 :]] if len(body) > 1 else [body]
+    for i, piece in enumerate(pieces):
+        if i and arg("stall") and (arg("stall_first") is None or stats["requests"] == 1):
+            await asyncio.sleep(int(arg("stall") or 0) / 1000)
+        await conn.write_body(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked and piece else piece)
+    if chunked:
+        await conn.write_body(b"0\r\n\r\n")
 
 
 async def _close_silently(conn: _Connection, req: _Request, args: list[str]) -> None:
@@ -556,6 +629,7 @@ _ROUTES: dict[str, Handler] = {
     "pid": _pid,
     "stats": _stats,
     "close-silently": _close_silently,
+    "cache": _cache,
     "healthz": _healthz,
     "control": _control,
     "app": _app,

@@ -598,6 +598,7 @@ cdef class CacheFilter(Filter):
         self._ims = st.ims
         result = self.lookup(req, &rq, st.primary, st.phash, True)
         if type(result) is Reply:
+            req.reply = <Reply>result   # so that on_response knows its own reply
             return result
         if type(result) is CacheState:
             # going upstream itself, without claiming again (the claim's owner could not fill it)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from fastgw.cache.admin import cache_purge, cache_view
 from fastgw.config.model import Address
 from fastgw.log import log_exception
 from fastgw.metrics.collector import MetricsEndpoint, stats_view
@@ -51,6 +52,8 @@ ENDPOINTS: dict[bytes, tuple[bytes, ...]] = {
     b"/ratelimits": (b"GET", b"HEAD"),
     b"/config": (b"GET", b"HEAD"),
     b"/reload": (b"POST",),
+    b"/cache": (b"GET", b"HEAD"),
+    b"/cache/purge": (b"POST",),
 }
 """Path → the methods it answers; another method gets 405 with `Allow`."""
 
@@ -211,6 +214,12 @@ class AdminServer:
             self._send(conn, 200, body, content_type, head_only=head_only)
         elif path == b"/stats":
             self._reply(conn, 200, stats_view(master), head_only=head_only)
+        elif path == b"/cache":
+            status, payload = cache_view(master, query)
+            self._reply(conn, status, payload, head_only=head_only)
+        elif path == b"/cache/purge":
+            status, payload = cache_purge(master, query)
+            self._reply(conn, status, payload)
         elif path == b"/reload":
             request = master.request_reload()
             self._reply(conn, 202, {"reload": "requested", "request": request,

@@ -4,7 +4,8 @@ docs/caching.md): which responses the route stores and for how long.
 `cache_size` is the whole shared mapping, its index included: the cache never uses more. A route's
 `cache` may be `{}` (store only responses that state their own freshness) or name:
 - `ttl`: how long responses without explicit freshness stay fresh (200, 203, 300, 301, 308 only);
-- `max_object`: larger bodies stream through unstored (default 1MiB, at most cache_size / 4);
+- `max_object`: larger bodies stream through unstored (default 1MiB or cache_size / 4 if less; at
+  most cache_size / 4);
 - `lock_timeout`: how long a miss waits for another request fetching the same key (default 5s);
 - `stale_while_revalidate`, `stale_if_error`: RFC 5861 windows for responses that give none.
 """
@@ -64,8 +65,9 @@ def validate_route_cache(report: Report, path: Path, value: Any, route: Route | 
     if len(kwargs) != len(present):
         return None
     size = context.validated.get("cache_size", DEFAULT_CACHE_SIZE)
-    max_object = kwargs.get("max_object", DEFAULT_MAX_OBJECT)
-    if max_object > size // 4:
+    if "max_object" not in kwargs:
+        kwargs["max_object"] = min(DEFAULT_MAX_OBJECT, size // 4)
+    elif kwargs["max_object"] > size // 4:
         report.error((*cache_path, "max_object"), f"must be at most a quarter of cache_size ({size // 4} bytes), "
                                                   f"got {present['max_object']!r}")
         return None
