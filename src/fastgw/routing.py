@@ -45,6 +45,9 @@ def _plan(route: Route, config: Config) -> Plan:
     plan.response_set = _render(route.headers.response)
     if upstream is not None and upstream.host_header:
         plan.host_header = upstream.host_header.encode("latin-1")
+    if route.websocket is not None:
+        plan.websocket = True
+        plan.ws_idle_timeout = route.websocket.idle_timeout or 0.0
     rewrite = route.rewrite
     if rewrite is not None:
         plan.rewrite = Rewrite(prefix=rewrite.prefix) if rewrite.prefix is not None else Rewrite(template=rewrite.path)

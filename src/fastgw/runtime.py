@@ -156,6 +156,8 @@ class Runtime:
     def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        for conn in tuple(self.connections):
+            conn.close_tunnel()
         for group in self.groups.values():
             for pool in group.pools:
                 pool.close_all()

@@ -102,11 +102,14 @@ class Backend:
             self.proc.stdout.close()
 
 
-def start_backend(name: str = "backend", *, port: int = 0, timeout: float = 10.0) -> Backend:
+def start_backend(
+    name: str = "backend", *, port: int = 0, timeout: float = 10.0, module: str = "tests.support.backend"
+) -> Backend:
     """Start a backend on `port` (0, the default: one it picks itself; a given port lets a
-    stopped backend come back where it was), and wait for its `PORT <n>` line."""
+    stopped backend come back where it was), and wait for its `PORT <n>` line. `module` is the
+    backend program (tests.support.wsbackend for WebSocket)."""
     proc = subprocess.Popen(
-        [PYTHON, "-m", "tests.support.backend", "--port", str(port), "--name", name],
+        [PYTHON, "-m", module, "--port", str(port), "--name", name],
         cwd=REPO,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -34,6 +34,7 @@ cdef enum Pause:
     P_QUEUE = 1
     P_UPSTREAM = 2
     P_BUFFER = 4
+    P_UPGRADE = 8            # an upgrade request waits for the upstream's answer
 
 
 @cython.final
@@ -75,6 +76,8 @@ cdef class ClientCore:
     cdef bint halted                 # answered locally and closing: parse nothing more
     cdef bint underscores            # the listener forwards header names with `_`
     cdef bint trusted
+    cdef Tunnel tunnel               # after a WebSocket 101: both connections are one tunnel
+    cdef bytes early                 # bytes the client sent after an upgrade request, held
 
     cdef start(self, Request req)
     cdef run_filters(self, Request req)
@@ -88,6 +91,8 @@ cdef class ClientCore:
     cdef upstream_head(self, UpstreamCore conn, int status, list hpairs)
     cdef bytes response_head(self, Request req, int status, list hpairs)
     cdef bytes informational_head(self, Request req, int status, list hpairs)
+    cdef bytes upgrade_head(self, Request req, list hpairs)
+    cdef start_tunnel(self, Request req, UpstreamCore conn, list hpairs)
     cdef ResponseHead filtered_head(self, Request req, int status, list hpairs, bint is_local)
     cdef bytes render_head(self, Request req, ResponseHead head, bytes upstream_cl, bint chunked_up)
     cdef int frame(self, Request req, OutBuf* b, int status, bytes length, bint chunked_up,

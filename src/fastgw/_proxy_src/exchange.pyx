@@ -37,6 +37,7 @@ cdef frozenset _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b
 cdef bytes _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef bytes _CRLF = b"\r\n"
 cdef bytes _LAST_CHUNK = b"0\r\n\r\n"
+cdef bytes _UPGRADE_LINES = b"connection: upgrade\r\nupgrade: websocket\r\n"
 
 DRAIN_FIRST_REQUEST = 1.0
 """Seconds a connection accepted just before a drain gets to send its first request."""
@@ -137,6 +138,17 @@ cdef bint _versionless_line(bytes data, bytes url):
     return line.endswith(b" " + url) and b" HTTP/" not in line
 
 
+cdef bint _asks_websocket(Request req):
+    """`Upgrade: websocket` (one of the listed protocols) with `upgrade` among the Connection
+    tokens (RFC 6455 §4.1). Any other upgrade (h2c, ...) is never forwarded."""
+    if req.conn_drop is None or b"upgrade" not in req.conn_drop:
+        return False
+    for token in req.upgrade.split(b","):
+        if token.strip().lower() == b"websocket":
+            return True
+    return False
+
+
 class Reject(Exception):
     """Raised inside parser callbacks to refuse a request; carries the status to answer."""
 
@@ -211,6 +223,9 @@ cdef class ClientCore:
             self.closing = True
 
     def data_received(self, bytes data):
+        if self.tunnel is not None:
+            self.tunnel.client_data(data)
+            return
         if self.halted:
             return
         self.last_active = _now()
@@ -230,10 +245,17 @@ cdef class ClientCore:
                 self.reject(500)
             return
         except _ParserUpgrade as exc:
-            # A request asked to upgrade on a route that does not: it was served as plain HTTP,
-            # and parsing carries on with a fresh parser where llhttp stopped.
-            self.parser = _RequestParser(self)
             rest = data[exc.args[0]:]
+            req = self.active
+            if req is not None and req.ws and req.phase != PH_LOGGED:
+                # A WebSocket upgrade was forwarded: what the client sent after it waits for the
+                # upstream's answer (frames after a 101, the next request otherwise).
+                self.early = rest if self.early is None else self.early + rest
+                self.pause(P_UPGRADE)
+                return
+            # A request asked to upgrade where the route does not (or for another protocol, as
+            # h2c): it was served as plain HTTP, and parsing carries on with a fresh parser.
+            self.parser = _RequestParser(self)
             if rest:
                 self.data_received(rest)
             return
@@ -259,6 +281,8 @@ cdef class ClientCore:
         """The client shut down its sending side. A request received in full (and those
         pipelined behind it) is still answered, then the connection closes; anything cut short
         ends here (returning False lets the transport close)."""
+        if self.tunnel is not None:
+            return False
         cdef Request req = self.req
         if (req is not None and req.rx != RX_DONE) or self.halted:
             return False
@@ -270,6 +294,9 @@ cdef class ClientCore:
     def connection_lost(self, exc):
         self.closing = True
         self.rt.connections.discard(self)
+        if self.tunnel is not None:
+            self.tunnel.close("client closed")
+            return
         cdef UpstreamCore up = self.up
         cdef Request active = self.active
         if up is not None:
@@ -355,6 +382,8 @@ cdef class ClientCore:
             req.ua = value
         elif hid == H_REFERER:
             req.referer = value
+        elif hid == H_UPGRADE:
+            req.upgrade = value
 
     def on_headers_complete(self):
         cdef Request req = self.req
@@ -482,6 +511,9 @@ cdef class ClientCore:
             plan = <Plan>target
         req.plan = plan
         req.params = m
+        if req.upgrade is not None and plan.websocket and req.method == b"GET" and req.ver == 11 \
+                and _asks_websocket(req):
+            req.ws = True
         if req.cl > self.max_body:
             return self.refuse(req, 413, None, True)
         req.phase = PH_FILTERS
@@ -633,6 +665,8 @@ cdef class ClientCore:
         buf_add(b, b"\r\n", 2)
         buf_addb(b, plan.request_set)
         buf_addb(b, req.up_extra)
+        if req.ws:
+            buf_addb(b, _UPGRADE_LINES)
         if req.chunked:
             buf_add(b, b"transfer-encoding: chunked\r\n\r\n", 30)
         elif req.cl >= 0:
@@ -746,7 +780,10 @@ cdef class ClientCore:
             return
         if status < 200:
             if status == 101:
-                self.upstream_failed(conn, F_PROTOCOL, "upstream switched protocols unrequested")
+                if req.ws and req.resp == RESP_NONE:
+                    self.start_tunnel(req, conn, hpairs)
+                else:
+                    self.upstream_failed(conn, F_PROTOCOL, "upstream switched protocols unrequested")
                 return
             # 1xx go to HTTP/1.1 clients (RFC 9110 §15.2), a 100 the client did not ask for
             # included; a 100 the gateway already sent itself is not sent twice.
@@ -778,6 +815,56 @@ cdef class ClientCore:
             conn.done = True
         elif req.up_framing == FR_CLOSE:
             conn.until_close = True
+
+    cdef start_tunnel(self, Request req, UpstreamCore conn, list hpairs):
+        """The upstream accepted a WebSocket upgrade: its 101 goes to the client, and from here
+        on both connections are one tunnel (what the client sent early goes first)."""
+        cdef Plan plan = <Plan>req.plan
+        self.flush()
+        self.transport.write(self.upgrade_head(req, hpairs))
+        req.status = 101
+        req.resp = RESP_HEAD
+        req.upstream_time = _now() - req.attempt_t0
+        self.end_attempt(req, 101, None)
+        cdef double idle = plan.ws_idle_timeout if plan.ws_idle_timeout > 0 else (<TargetPool>req.pool).read_timeout
+        cdef Tunnel tunnel = Tunnel.open(self, conn, req, idle)
+        self.parser = None
+        cdef bytes early = self.early
+        self.early = None
+        self.resume(P_UPGRADE)
+        if early:
+            tunnel.client_data(early)
+
+    cdef bytes upgrade_head(self, Request req, list hpairs):
+        """The 101 as the client gets it: the upstream's headers (Sec-WebSocket-Accept and the
+        negotiated protocol and extensions) without hop-by-hop and hidden ones, then the
+        Connection and Upgrade pair the client asked for."""
+        cdef OutBuf* b = &self.head
+        cdef Py_ssize_t i
+        cdef bytes name
+        cdef int hid
+        cdef tuple drop = (<Plan>req.plan).response_drop
+        b.len = 0
+        buf_addb(b, status_line(101))
+        for i in range(0, len(hpairs), 2):
+            name = <bytes>hpairs[i]
+            hid = header_id(name)
+            if hid != H_OTHER and header_flags[hid] & HF_RESPONSE_DROP:
+                continue
+            if drop and name_in(name, drop):
+                continue
+            buf_add_line(b, name, <bytes>hpairs[i + 1])
+        buf_add(b, b"x-request-id: ", 14)
+        buf_addb(b, req.rid)
+        buf_add(b, b"\r\n", 2)
+        buf_addb(b, _UPGRADE_LINES)
+        buf_add(b, b"\r\n", 2)
+        return buf_take(b)
+
+    def close_tunnel(self):
+        """The end of a drain's grace period: an open tunnel closes with a 1001 close frame."""
+        if self.tunnel is not None:
+            self.tunnel.close_going_away()
 
     cdef bytes informational_head(self, Request req, int status, list hpairs):
         cdef OutBuf* b = &self.head
@@ -1095,7 +1182,18 @@ cdef class ClientCore:
 
     cdef after_response(self, Request req):
         """The exchange is over in both directions: next request, or close."""
+        cdef bytes early
         self.active = None
+        if req.ws:
+            # An upgrade the upstream refused: the connection goes on as HTTP, from where the
+            # parser stopped at the upgrade request.
+            self.parser = _RequestParser(self)
+            early = self.early
+            self.early = None
+            self.resume(P_UPGRADE)
+            if early and not (req.close_after or self.closing):
+                self.data_received(early)
+                return
         if req.close_after or self.closing or self.transport.is_closing():
             self.close(False)
             return
@@ -1348,6 +1446,9 @@ cdef class ClientCore:
     # timeouts and draining (called by the worker's sweeper)
 
     def sweep(self, double now):
+        if self.tunnel is not None:
+            self.tunnel.check_idle(now)
+            return
         rt = self.rt
         cdef Request active = self.active
         cdef Request req = self.req
@@ -1389,5 +1490,5 @@ cdef class ClientCore:
         was accepted but has not sent its first request yet (it may have been queued before the
         worker stopped accepting) gets DRAIN_FIRST_REQUEST seconds to send it."""
         self.closing = True
-        if self.active is None and self.req is None and self.served:
+        if self.tunnel is None and self.active is None and self.req is None and self.served:
             self.close(False)

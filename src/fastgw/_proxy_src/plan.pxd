@@ -43,6 +43,8 @@ cdef class Plan:
     cdef public tuple request_filters        # Filter, in request phase order
     cdef public tuple response_filters       # Filter, in response phase order
     cdef public Filter responder             # terminal local responder, or None
+    cdef public bint websocket               # WebSocket upgrades are forwarded (then tunneled)
+    cdef public double ws_idle_timeout       # seconds a tunnel may stay silent
 
 
 @cython.final

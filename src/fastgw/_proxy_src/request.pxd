@@ -109,6 +109,8 @@ cdef class Request:
     cdef bint body_streamed              # body bytes went upstream as they came: no replay
     cdef bint in_flight                  # pool.begin() called, the attempt's end not reported yet
     cdef bint continued                  # the gateway sent `100 Continue` itself
+    cdef bytes upgrade                   # the client's Upgrade header, or None
+    cdef bint ws                         # a WebSocket upgrade forwarded on a websocket route
 
     # pipeline
     cdef public object ex                # the ClientCore serving it (None once logged)

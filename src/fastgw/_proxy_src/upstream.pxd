@@ -21,6 +21,7 @@ cdef class UpstreamCore:
     cdef bint until_close            # the current response ends when the connection closes
     cdef bint keep_alive
     cdef int fd                      # the socket, for the idle check before reuse
+    cdef Tunnel tunnel               # after a 101: the tunnel its bytes go to
 
     cpdef bint has_pending(self)
     cdef bind(self, ClientCore client)

@@ -25,6 +25,9 @@ cdef class UpstreamCore:
         self.fd = sock.fileno() if sock is not None and not tls else -1
 
     def data_received(self, bytes data):
+        if self.tunnel is not None:
+            self.tunnel.upstream_data(data)
+            return
         cdef ClientCore client = self.client
         if client is None or self.done:
             # Bytes nobody asked for: the connection's framing can no longer be trusted.
@@ -35,7 +38,13 @@ cdef class UpstreamCore:
         self.last_active = _now()
         try:
             self.parser.feed_data(data)
-        except _ParserUpgrade:
+        except _ParserUpgrade as exc:
+            if self.tunnel is not None:
+                # The 101 was accepted (ClientCore.upstream_head): what follows it is the tunnel's.
+                rest = data[exc.args[0]:]
+                if rest:
+                    self.tunnel.upstream_data(rest)
+                return
             client.upstream_failed(self, F_PROTOCOL, "upstream switched protocols unrequested")
             return
         except _ParserError as exc:
@@ -49,6 +58,9 @@ cdef class UpstreamCore:
 
     def connection_lost(self, exc):
         self.closed = True
+        if self.tunnel is not None:
+            self.tunnel.close("upstream closed")
+            return
         cdef ClientCore client = self.client
         if client is not None and not self.done:
             if self.until_close and exc is None:

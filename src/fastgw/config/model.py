@@ -232,6 +232,15 @@ class Rewrite:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSocket:
+    """A route that forwards WebSocket upgrades: after the upstream's 101 the connection is a
+    byte tunnel, closed after `idle_timeout` seconds of silence (None: the upstream's
+    `timeouts.read`)."""
+
+    idle_timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WeightedUpstream:
     name: str
     weight: int
@@ -318,6 +327,7 @@ class Route:
     cors: Cors | None = None
     respond: Respond | None = None
     redirect: Redirect | None = None
+    websocket: WebSocket | None = None
     aggregate: tuple[AggregateCall, ...] = ()
     """The calls of an aggregation route (its terminal responder); empty for other routes."""
     compress: Compress | None = None

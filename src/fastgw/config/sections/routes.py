@@ -30,10 +30,11 @@ from .compress import validate_compress
 from .cors import validate_cors
 from .rate_limits import validate_route_rate_limit
 from .route_targets import validate_redirect, validate_respond, validate_rewrite, validate_split, validate_sticky
+from .websocket import validate_websocket
 
 __all__ = ["validate_routes"]
 
-ROUTE_UNSUPPORTED = ("websocket",)
+ROUTE_UNSUPPORTED: tuple[str, ...] = ()
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
 # Visible ASCII that a normalized request path may contain as is; '%' is checked separately, and
 # '{' '}' only ever delimit parameters.
@@ -75,6 +76,7 @@ ROUTE_KEYS = (
     "aggregate",
     "compress",
     "cache",
+    "websocket",
 )
 # Where a route's requests go: exactly one of these.
 TARGET_KEYS = ("upstream", "upstreams", "respond", "redirect", "aggregate")
@@ -134,6 +136,11 @@ def validate_route(
         rate_limit = validate_route_rate_limit(report, (*path, "rate_limit"), present["rate_limit"], limit_names)
     access = validate_access(report, (*path, "access"), present["access"]) if "access" in present else None
     cors = validate_cors(report, (*path, "cors"), present["cors"]) if "cors" in present else None
+    websocket = (
+        validate_websocket(report, (*path, "websocket"), present["websocket"]) if "websocket" in present else None
+    )
+    if websocket is not None and "upstream" not in present and "upstreams" not in present:
+        report.error((*path, "websocket"), "websocket needs upstream or upstreams: the upgrade is forwarded")
     aggregate = (
         validate_aggregate(report, (*path, "aggregate"), present["aggregate"], match, upstream_names)
         if "aggregate" in present
@@ -141,8 +148,10 @@ def validate_route(
     )
     compress = validate_compress(report, (*path, "compress"), present["compress"]) if "compress" in present else None
     if compress is not None and ("respond" in present or "redirect" in present):
-        report.error((*path, "compress"), "compress applies to upstream and aggregated responses; this route answers"
-                     " with a fixed response")
+        report.error(
+            (*path, "compress"),
+            "compress applies to upstream and aggregated responses; this route answers with a fixed response",
+        )
     if "upstream" not in present and "upstreams" not in present:
         for key in ("strip_prefix", "rewrite"):
             if key in present:
@@ -172,6 +181,7 @@ def validate_route(
         rewrite=rewrite,
         access=access,
         cors=cors,
+        websocket=websocket,
         respond=respond,
         redirect=redirect,
         aggregate=aggregate,
