@@ -308,8 +308,9 @@ cdef class CacheStore:
         fgc_add64(&h.claim_gen, 1)
         for idx in range(h.fresh_entry):
             e = &self.entries[idx]
-            if e.state == FGC_WRITING and e.pid != self.pid and _cs_alive(e.pid) and e.nblocks:
-                # a live writer in another process: its chain is its own, never touched by others
+            if e.state == FGC_WRITING and _cs_alive(e.pid) and e.nblocks:
+                # a live writer (this process or another): its chain is its own, touched by no
+                # other process, and it goes on writing into it after we return
                 b = e.first
                 hops = 0
                 while b < nblocks and hops < e.nblocks:

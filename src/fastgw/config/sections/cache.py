@@ -35,7 +35,7 @@ def validate_cache_size(report: Report, path: Path, value: Any, context: Context
 def _cache_size(value: Any) -> int:
     size = size_at_least(MIN_CACHE_SIZE, "1MiB")(value)
     if size > MAX_CACHE_SIZE:
-        raise ValueError(f"must be at most 1TiB, got {value!r}")
+        raise ValueError(f"must be at most 1024GiB, got {value!r}")
     return size
 
 
