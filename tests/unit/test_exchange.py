@@ -318,3 +318,43 @@ def test_filters_alone() -> None:
         [(b"Origin", b"https://example.com"), (b"Access-Control-Request-Method", b"GET")], method=b"OPTIONS"
     )
     assert cors.run_request(bad).status == 403  # type: ignore[union-attr]
+
+
+def test_a_local_101_hands_the_connection_to_its_handler(h: Harness) -> None:
+    """`Reply.switching`: the contract the WebSocket bridge is built on."""
+
+    class Handler:
+        def __init__(self) -> None:
+            self.events: list[Any] = []
+
+        def connection_made(self, transport: Any, req: Request) -> None:
+            self.events.append(("made", req.path))
+            transport.write(b"server hello")
+
+        def data_received(self, data: bytes) -> None:
+            self.events.append(("data", data))
+
+        def connection_lost(self, exc: Any) -> None:
+            self.events.append(("lost", exc))
+
+    handler = Handler()
+
+    class Switch:
+        request_phase = RequestPhase.RESPOND
+
+        def on_request(self, req: Request) -> Reply:
+            return Reply.switching([(b"upgrade", b"websocket"), (b"connection", b"upgrade")], handler)
+
+    h.rt.plans[0].responder = as_filter(Switch())
+    h.rt.plans[0].websocket = True
+    h.proto.data_received(
+        b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nearly frame bytes"
+    )
+    out = h.client.take()
+    assert out.startswith(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n") and out.endswith(
+        b"server hello"
+    )
+    h.proto.data_received(b"later")
+    h.proto.connection_lost(None)
+    assert handler.events == [("made", b"/chat"), ("data", b"early frame bytes"), ("data", b"later"), ("lost", None)]
+    assert h.sent_upstream() == []

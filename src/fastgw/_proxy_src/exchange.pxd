@@ -78,6 +78,7 @@ cdef class ClientCore:
     cdef bint trusted
     cdef Tunnel tunnel               # after a WebSocket 101: both connections are one tunnel
     cdef bytes early                 # bytes the client sent after an upgrade request, held
+    cdef object handler              # after a local 101 (Reply.switching): owns the connection
 
     cdef start(self, Request req)
     cdef run_filters(self, Request req)
@@ -108,6 +109,7 @@ cdef class ClientCore:
     cdef after_response(self, Request req)
     cdef refuse(self, Request req, int status, str message=*, bint close=*, bytes extra=*)
     cdef send_reply(self, Request req, Reply reply, bint force_close)
+    cdef take_over(self, Request req, Reply reply)
     cdef abort(self, Request req)
     cdef expire(self, Request req, str message)
     cdef bint absolute_form(self, Request req)

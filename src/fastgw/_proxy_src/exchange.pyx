@@ -226,6 +226,9 @@ cdef class ClientCore:
         if self.tunnel is not None:
             self.tunnel.client_data(data)
             return
+        if self.handler is not None:
+            self.handler.data_received(data)
+            return
         if self.halted:
             return
         self.last_active = _now()
@@ -281,7 +284,7 @@ cdef class ClientCore:
         """The client shut down its sending side. A request received in full (and those
         pipelined behind it) is still answered, then the connection closes; anything cut short
         ends here (returning False lets the transport close)."""
-        if self.tunnel is not None:
+        if self.tunnel is not None or self.handler is not None:
             return False
         cdef Request req = self.req
         if (req is not None and req.rx != RX_DONE) or self.halted:
@@ -296,6 +299,11 @@ cdef class ClientCore:
         self.rt.connections.discard(self)
         if self.tunnel is not None:
             self.tunnel.close("client closed")
+            return
+        if self.handler is not None:
+            handler = self.handler
+            self.handler = None
+            handler.connection_lost(exc)
             return
         cdef UpstreamCore up = self.up
         cdef Request active = self.active
@@ -313,11 +321,19 @@ cdef class ClientCore:
         self.queue = None
 
     def pause_writing(self):
+        if self.handler is not None:
+            if hasattr(self.handler, "pause_writing"):
+                self.handler.pause_writing()
+            return
         cdef UpstreamCore up = self.up
         if up is not None and up.transport is not None:
             up.transport.pause_reading()
 
     def resume_writing(self):
+        if self.handler is not None:
+            if hasattr(self.handler, "resume_writing"):
+                self.handler.resume_writing()
+            return
         cdef UpstreamCore up = self.up
         if up is not None and up.transport is not None:
             up.transport.resume_reading()
@@ -862,9 +878,12 @@ cdef class ClientCore:
         return buf_take(b)
 
     def close_tunnel(self):
-        """The end of a drain's grace period: an open tunnel closes with a 1001 close frame."""
+        """The end of a drain's grace period: an open tunnel (or a connection a handler took
+        over) closes with a 1001 close frame."""
         if self.tunnel is not None:
             self.tunnel.close_going_away()
+        elif self.handler is not None and hasattr(self.handler, "close_going_away"):
+            self.handler.close_going_away()
 
     cdef bytes informational_head(self, Request req, int status, list hpairs):
         cdef OutBuf* b = &self.head
@@ -1217,6 +1236,8 @@ cdef class ClientCore:
         """Answers `req` locally. An unread body is read and dropped when the rest is small and
         announced by Content-Length (the connection stays usable), else the connection closes, so
         the next request can never start mid-body. `100 Continue` is never sent for it."""
+        if reply.handler is not None:
+            return self.take_over(req, reply)
         cdef bint close = force_close or self.closing or not req.keep_alive
         cdef UpstreamCore up = self.up
         if up is not None:
@@ -1312,6 +1333,32 @@ cdef class ClientCore:
             self.close(False)
         elif req.rx == RX_DONE:
             self.after_response(req)
+
+    cdef take_over(self, Request req, Reply reply):
+        """A local 101: the head goes out, and the connection is the handler's from here on."""
+        cdef OutBuf* b = &self.head
+        handler = reply.handler
+        self.flush()
+        b.len = 0
+        buf_addb(b, status_line(101))
+        for name, value in reply.headers:
+            buf_add_line(b, name, value)
+        buf_add(b, b"x-request-id: ", 14)
+        buf_addb(b, req.rid)
+        buf_add(b, b"\r\n\r\n", 4)
+        self.transport.write(buf_take(b))
+        req.status = 101
+        req.resp = RESP_DONE
+        self.handler = handler
+        self.parser = None
+        self.log(req)
+        self.active = None
+        cdef bytes early = self.early
+        self.early = None
+        self.resume(P_UPGRADE)
+        handler.connection_made(self.transport, req)
+        if early:
+            handler.data_received(early)
 
     def reject(self, int status, message=None):
         """Refuses what the parser is reading and closes: once framing is in doubt, nothing more
@@ -1449,6 +1496,10 @@ cdef class ClientCore:
         if self.tunnel is not None:
             self.tunnel.check_idle(now)
             return
+        if self.handler is not None:
+            if hasattr(self.handler, "sweep"):
+                self.handler.sweep(now)
+            return
         rt = self.rt
         cdef Request active = self.active
         cdef Request req = self.req
@@ -1490,5 +1541,6 @@ cdef class ClientCore:
         was accepted but has not sent its first request yet (it may have been queued before the
         worker stopped accepting) gets DRAIN_FIRST_REQUEST seconds to send it."""
         self.closing = True
-        if self.tunnel is None and self.active is None and self.req is None and self.served:
+        if self.tunnel is None and self.handler is None and self.active is None and self.req is None \
+                and self.served:
             self.close(False)

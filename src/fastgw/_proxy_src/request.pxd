@@ -48,6 +48,7 @@ cdef class Reply:
     cdef readonly bytes body
     cdef readonly bint is_error          # a gateway error: the body is rendered from the error format
     cdef readonly str message            # for errors: the message (None: the status's default)
+    cdef readonly object handler         # for a 101: what takes the connection over (Reply.switching)
 
     @staticmethod
     cdef Reply make_error(int status, str message, bytes extra_lines)

@@ -27,6 +27,20 @@ cdef class Reply:
         return reply
 
     @staticmethod
+    def switching(headers, handler):
+        """`101 Switching Protocols` with `headers`, after which `handler` owns the client
+        connection: `handler.connection_made(transport, req)`, then `data_received(data)` for
+        every read, `connection_lost(exc)` at the end, and, when it has them, `pause_writing()`,
+        `resume_writing()`, `sweep(now)` (every tick) and `close_going_away()` (when a drain's
+        grace period ends). The request is logged with status 101 when the handler takes over."""
+        cdef Reply reply = Reply.__new__(Reply)
+        reply.status = 101
+        reply.headers = tuple((bytes(n), bytes(v)) for n, v in headers)
+        reply.body = b""
+        reply.handler = handler
+        return reply
+
+    @staticmethod
     def error(int status, message=None, headers=()):
         """A gateway error reply: the JSON error contract (or the configured body) with `status`
         and `message` (None: the status's standard message), plus `headers`."""
