@@ -46,7 +46,7 @@ class GenerationProcesses:
         self,
         close_fds: Callable[[set[int]], None],
         lifeline_fd: int,
-        name: str = "health checker",
+        name: str = "checker",
         run: Callable[[Any, int], NoReturn] = run_checker,
     ) -> None:
         """`close_fds(keep)` closes, in a freshly forked child, every descriptor the master owns
