@@ -220,7 +220,7 @@ cdef class AccessLog:
             trace = PyDict_GetItem(req._vars, "trace") if req._vars is not None else NULL
             if trace != NULL and type(<object>trace) is TraceSpan:
                 buf_add(b, b"\"", 1)
-                buf_addb(b, (<TraceSpan>trace).trace_id)
+                buf_add(b, (<TraceSpan>trace).trace, 32)
                 buf_add(b, b"\"}\n", 3)
             else:
                 buf_add(b, b"null}\n", 6)

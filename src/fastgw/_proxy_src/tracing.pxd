@@ -25,9 +25,12 @@ cdef class TraceIds:
 
 @cython.final
 cdef class TraceSpan:
-    cdef readonly bytes trace_id         # 32 lower-case hex digits
-    cdef readonly bytes span_id          # 16 hex digits: this hop, the upstream's parent
-    cdef readonly bytes parent_id        # the client's span (16 hex digits), or None: a new trace
+    # The ids as hex text in C arrays: copied into the upstream header and the log record without
+    # a Python object each (`trace_id`, `span_id`, `parent_id` make bytes for Python and export).
+    cdef char trace[32]                  # 32 lower-case hex digits
+    cdef char span[16]                   # 16 hex digits: this hop, the upstream's parent
+    cdef char parent[16]                 # the client's span, when has_parent
+    cdef bint has_parent                 # False: a new trace
     cdef readonly bytes tracestate       # the client's tracestate when the parent was kept, or None
     cdef readonly int flags              # trace-flags sent upstream
     cdef readonly bint sampled
