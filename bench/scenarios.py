@@ -24,6 +24,7 @@ AGGREGATE_PATH = "/agg3"
 GZIP_PREFIX = "/gz"
 JWT_PREFIX = "/jwt"
 APIKEY_PREFIX = "/apikey"
+CACHED_PREFIX = "/cached"
 API_KEY = "bench-key-0123456789abcdef"
 ORIGIN = "https://app.example.com"
 JSON_SIZE = 4096
@@ -308,3 +309,33 @@ def select(names: Sequence[str] | None, user_backend: bool) -> list[Scenario]:
             raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
         return [s for s in SCENARIOS if s.name in names]
     return [s for s in SCENARIOS if not (user_backend and s.builtin_backend_only)]
+
+SCENARIOS += (
+    # A cache hit (issue 11): the 4 KiB JSON stored once, then every request answered from the
+    # cache without the upstream. fastgw: a route ttl in its shared-memory cache; nginx: proxy_cache
+    # (index in a shared-memory zone, the object in a file the page cache holds) with the same
+    # validity. Both add one header saying it was a hit (Cache-Status and Age; X-Cache-Status).
+    # Target: at least 1.0x nginx.
+    Scenario(
+        "get-cached-4k",
+        "GET of a cached 4 KiB JSON: every request a hit, no upstream, keep-alive",
+        CACHED_PREFIX + JSON_PATH,
+        builtin_backend_only=True,
+        fastgw_routes=(
+            {"match": {"prefix": CACHED_PREFIX}, "upstream": "backend", "strip_prefix": True, "cache": {"ttl": "1h"}},
+        ),
+        nginx_http=(
+            "    proxy_cache_path tmp/bench_cache levels=1:2 keys_zone=bench_cache:10m max_size=64m inactive=1h"
+            " use_temp_path=off;"
+        ),
+        nginx_locations=(
+            f"        location {CACHED_PREFIX}/ {{\n"
+            "            proxy_cache bench_cache;\n"
+            "            proxy_cache_valid 200 1h;\n"
+            "            add_header X-Cache-Status $upstream_cache_status always;\n"
+            "            proxy_pass http://backend/;\n"
+            "        }\n"
+        ),
+        direct_path=JSON_PATH,
+    ),
+)
