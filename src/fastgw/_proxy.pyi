@@ -124,6 +124,7 @@ class Request:
     def route_params(self) -> dict[str, str] | None: ...
     def set_upstream_header(self, name: bytes, value: bytes) -> None: ...
     def remove_upstream_header(self, name: bytes) -> None: ...
+    def add_upstream_lines(self, lines: bytes) -> None: ...
     def add_response_header(self, name: bytes, value: bytes) -> None: ...
     def resume(self, result: Reply | None = None) -> None: ...
 
@@ -218,6 +219,32 @@ class ClientCore:
     def reject(self, status: int, message: str | None = None) -> None: ...
     def sweep(self, now: float) -> None: ...
     def drain(self) -> None: ...
+
+class TokenCacheFilter(Filter):
+    """The hit path of a JWT route's verified-token cache (fastgw.auth.build)."""
+
+    hits: int
+    def __init__(
+        self,
+        cache: dict[bytes, tuple[float, Any, Any, bytes]],
+        slow: Callable[[Request], Any],
+        check: Callable[[Request], Any] | None = None,
+    ) -> None: ...
+
+class ApiKeyFilter(Filter):
+    """An API-key route's filter, compiled (fastgw.auth.build)."""
+
+    def __init__(
+        self,
+        header: bytes,
+        digest: Callable[[bytes], Any],
+        equal: Callable[[bytes, bytes], bool],
+        keys: dict[bytes, tuple[bytes, str, bytes]],
+        missing: Reply,
+        invalid: Reply,
+        ambiguous: Reply,
+        check: Callable[[Request], Any] | None = None,
+    ) -> None: ...
 
 class LocalLimitFilter(Filter):
     """The request filter of a route whose only limit is local-scope."""

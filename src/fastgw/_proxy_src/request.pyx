@@ -241,6 +241,13 @@ cdef class Request:
         self.remove_upstream_header(name)
         self.up_extra = self.up_extra + name + b": " + value + b"\r\n"
 
+    def add_upstream_lines(self, bytes lines):
+        """Appends rendered `name: value\r\n` lines to the upstream request as they are, for
+        headers the plan already drops from every client request (the headers auth vouches for,
+        `Config.auth_headers`), so that nothing needs removing: a hot path's one concatenation.
+        The caller guarantees well-formed lines (no CR or LF inside a value)."""
+        self.up_extra = self.up_extra + lines
+
     def remove_upstream_header(self, bytes name):
         """The client's `name` headers are not sent upstream."""
         cdef bytes lname = name.lower()

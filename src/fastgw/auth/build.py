@@ -2,22 +2,26 @@
 
 One authenticator per `auth` entry (its caches are shared by every route that uses it); one
 filter per route that has `auth`. A route with a single auth and no `require` gets the
-authenticator's own `authenticate` as its `on_request`, so the filter adds no call of its own.
+authenticator's own `authenticate` as its `on_request`, so the filter adds no call of its own; a
+route whose one auth is a JWT read from `Authorization: Bearer` gets the compiled
+`TokenCacheFilter`, which answers cache hits without calling into Python at all, and one whose
+one auth is an API key from a header the compiled `ApiKeyFilter` (the same rules, in C).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from fastgw._proxy import Reply
+from fastgw._proxy import ApiKeyFilter, Reply, TokenCacheFilter
 from fastgw.config.model import ApiKeyAuth, Config, IntrospectionAuth, JwtAuth, MtlsAuth, Route
 from fastgw.log import process_log
 from fastgw.pipeline import RequestPhase
 
-from .apikey import ApiKeyAuthenticator, MtlsAuthenticator
+from .apikey import ApiKeyAuthenticator, MtlsAuthenticator, sha256
 from .introspect import AgentClient, IntrospectionAuthenticator
 from .jwks import JwksFile
 from .jwt import JwtAuthenticator, SharedJwks
@@ -90,7 +94,17 @@ class WorkerAuth:
         if not route.auth:
             return None
         authenticators = [self.authenticators[name] for name in route.auth]
-        return AuthFilter(authenticators, compile_require(route.require) if route.require else None)
+        python = AuthFilter(authenticators, compile_require(route.require) if route.require else None)
+        one = authenticators[0]
+        if len(authenticators) == 1 and isinstance(one, JwtAuthenticator) and one.bearer and one.cache_size:
+            # The cache's hit path in C; misses and refusals go through the Python filter.
+            return TokenCacheFilter(one.cache, python.on_request, python.check)
+        if len(authenticators) == 1 and isinstance(one, ApiKeyAuthenticator) and one.lname is not None:
+            r = one.refusals
+            return ApiKeyFilter(
+                one.lname, sha256, hmac.compare_digest, one.keys, r.missing, r.invalid, r.ambiguous, python.check
+            )
+        return python
 
 
 class AuthFilter:

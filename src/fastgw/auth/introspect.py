@@ -134,7 +134,7 @@ class IntrospectionAuthenticator:
         self.read = TokenReader(spec.sources)
         self.refusals = Refusals()
         self.client = client
-        self.cache: dict[bytes, tuple[float, Any, Any, tuple[tuple[bytes, bytes], ...]]] = {}
+        self.cache: dict[bytes, tuple[float, Any, Any, bytes]] = {}
         self.cache_size = spec.cache_size
         self.inflight: dict[bytes, asyncio.Future[Any]] = {}
         self.forward = tuple((claim, header.encode("latin-1")) for claim, header in spec.forward_claims)
@@ -159,13 +159,13 @@ class IntrospectionAuthenticator:
             return self.refusals.unavailable
         return self._introspect(req, token)
 
-    def _apply(self, req: Any, entry: tuple[float, Any, Any, tuple[tuple[bytes, bytes], ...]]) -> Reply | None:
+    def _apply(self, req: Any, entry: tuple[float, Any, Any, bytes]) -> Reply | None:
         if entry[1] is None:
             return self.refusals.invalid
         req.claims = entry[1]
         req.identity = entry[2]
-        for name, value in entry[3]:
-            req.set_upstream_header(name, value)
+        if entry[3]:
+            req.add_upstream_lines(entry[3])
         return None
 
     async def _introspect(self, req: Any, token: bytes) -> Reply | None:
@@ -200,12 +200,13 @@ class IntrospectionAuthenticator:
                 if isinstance(value, str) and value:
                     identity = value
                     break
-            headers = tuple(
-                (name, header_safe(claims[claim])) for claim, name in self.forward if claims.get(claim) is not None
+            lines = b"".join(
+                name + b": " + header_safe(claims[claim]) + b"\r\n"
+                for claim, name in self.forward if claims.get(claim) is not None
             )
-            entry: tuple[float, Any, Any, tuple[tuple[bytes, bytes], ...]] = (until, claims, identity, headers)
+            entry: tuple[float, Any, Any, bytes] = (until, claims, identity, lines)
         else:
-            entry = (until, None, None, ())
+            entry = (until, None, None, b"")
         if self.cache_size and until > time.time():
             cache = self.cache
             if len(cache) >= self.cache_size:

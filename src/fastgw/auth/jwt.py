@@ -29,7 +29,7 @@ import jwt as pyjwt
 from jwt.exceptions import InvalidSignatureError, PyJWTError
 
 from fastgw._proxy import Reply
-from fastgw.config.model import JwtAuth
+from fastgw.config.model import BEARER, JwtAuth
 
 from .jwks import HMAC, KeySet, parse_jwks
 from .shared import JwksSlot
@@ -45,6 +45,7 @@ NO_EXP_TTL = 300.0
 MAX_CANDIDATES = 4
 """Keys tried for one token without a kid: bounds the signature checks a forged token costs."""
 POLL = 0.02
+_now = time.time
 
 
 class SharedJwks:
@@ -126,6 +127,7 @@ class JwtAuthenticator:
     __slots__ = (
         "spec", "name", "read", "refusals", "cache", "cache_size", "source", "secret", "algorithms",
         "options", "audience", "issuer", "leeway", "forward", "consumer_claim", "max_token", "timeout",
+        "bearer",
     )
 
     def __init__(self, spec: JwtAuth, source: Any) -> None:
@@ -133,7 +135,8 @@ class JwtAuthenticator:
         self.name = spec.name
         self.read = TokenReader(spec.sources)
         self.refusals = Refusals()
-        self.cache: dict[bytes, tuple[float, dict[str, Any], Any, tuple[tuple[bytes, bytes], ...]]] = {}
+        self.cache: dict[bytes, tuple[float, dict[str, Any], Any, bytes]] = {}
+        """token -> (valid until, claims, identity, the forwarded header lines)"""
         self.cache_size = spec.cache_size
         self.source = source if source is not None else _Static()
         self.secret = spec.secret
@@ -150,6 +153,7 @@ class JwtAuthenticator:
         self.consumer_claim = spec.consumer_claim
         self.max_token = spec.max_token
         self.timeout = spec.jwks_timeout + 1.0
+        self.bearer = spec.sources == BEARER
 
     def keys_changed(self) -> None:
         """The key set changed: tokens verified with the old one must be verified again."""
@@ -158,6 +162,21 @@ class JwtAuthenticator:
     # -- per request ---------------------------------------------------------------------------
 
     def authenticate(self, req: Any) -> Reply | None | Awaitable[Reply | None]:
+        # The hot path, for the default location: one `Authorization: Bearer` header whose token
+        # this worker verified before. Anything else goes the general way (`_read`).
+        if self.bearer:
+            values = req.header_values(b"authorization")
+            if len(values) == 1 and values[0][:7] == b"Bearer ":
+                entry = self.cache.get(values[0][7:])
+                if entry is not None and entry[0] > _now():
+                    req.claims = entry[1]
+                    req.identity = entry[2]
+                    if entry[3]:
+                        req.add_upstream_lines(entry[3])
+                    return None
+        return self._read(req)
+
+    def _read(self, req: Any) -> Reply | None | Awaitable[Reply | None]:
         token = self.read(req)
         if token is None:
             return self.refusals.missing
@@ -165,11 +184,11 @@ class JwtAuthenticator:
             return self.refusals.ambiguous
         entry = self.cache.get(token)
         if entry is not None:
-            if entry[0] > time.time():
+            if entry[0] > _now():
                 req.claims = entry[1]
                 req.identity = entry[2]
-                for name, value in entry[3]:
-                    req.set_upstream_header(name, value)
+                if entry[3]:
+                    req.add_upstream_lines(entry[3])
                 return None
             del self.cache[token]
         return self.verify(req, token, True)
@@ -228,8 +247,9 @@ class JwtAuthenticator:
         identity = claims.get(self.consumer_claim)
         if identity is not None and not isinstance(identity, str):
             identity = str(identity) if isinstance(identity, int) and not isinstance(identity, bool) else None
-        headers = tuple(
-            (name, header_safe(claims[claim])) for claim, name in self.forward if claims.get(claim) is not None
+        lines = b"".join(
+            name + b": " + header_safe(claims[claim]) + b"\r\n"
+            for claim, name in self.forward if claims.get(claim) is not None
         )
         exp = claims.get("exp")
         until = float(exp) + self.leeway if isinstance(exp, (int, float)) else time.time() + NO_EXP_TTL
@@ -237,9 +257,9 @@ class JwtAuthenticator:
             cache = self.cache
             if len(cache) >= self.cache_size:
                 del cache[next(iter(cache))]
-            cache[token] = (until, claims, identity, headers)
+            cache[token] = (until, claims, identity, lines)
         req.claims = claims
         req.identity = identity
-        for name, value in headers:
-            req.set_upstream_header(name, value)
+        if lines:
+            req.add_upstream_lines(lines)
         return None
