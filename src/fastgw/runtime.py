@@ -14,6 +14,7 @@ from fastgw._core import monotonic
 from fastgw._proxy import Clock, RequestIds
 from fastgw.auth.build import WorkerAuth
 from fastgw.auth.shared import AuthShared
+from fastgw.bridge import attach_bridge
 from fastgw.cache import SharedCache, attach_cache
 from fastgw.config.model import Config, Listener
 from fastgw.http.replies import Replies
@@ -67,6 +68,8 @@ class Runtime:
         self.global_access = access_filter(config.access)
         self.auth = WorkerAuth(config, loop, auth) if config.auth else None
         self.cache = attach_cache(self, cache, slot)
+        self.bridge = attach_bridge(self, generation, slot)
+        """The worker's bridged WebSocket connections (None without a bridge route)."""
         attach_chains(self)
         limits = config.limits
         self.max_head = limits.max_head
@@ -158,6 +161,12 @@ class Runtime:
             self._sweeper.cancel()
         for conn in tuple(self.connections):
             conn.close_tunnel()
+        if self.bridge is not None:
+            # The disconnect calls of the connections just closed with 1001, within what is left
+            # before the master's kill (it waits a second past the grace period).
+            if not self.loop.is_running() and not self.loop.is_closed():
+                self.loop.run_until_complete(self.bridge.flush(0.5))
+            self.bridge.close()
         for group in self.groups.values():
             for pool in group.pools:
                 pool.close_all()

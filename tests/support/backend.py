@@ -74,6 +74,8 @@ class _Request:
     trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body_length: int = 0
     sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
+    body: bytearray = field(default_factory=bytearray)
+    """The body itself, kept only under `/bridge/` (the WebSocket bridge's calls), up to 2 MiB."""
     chunks: int = 0
     keep_alive: bool = True
     expect_continue: bool = False
@@ -145,6 +147,8 @@ class _Connection:
         assert self.current is not None
         self.current.body_length += len(body)
         self.current.sha256.update(body)
+        if self.current.target.startswith(b"/bridge/") and len(self.current.body) < 2 * 1024 * 1024:
+            self.current.body += body
 
     def on_chunk_header(self) -> None:
         assert self.current is not None
@@ -604,6 +608,63 @@ async def _text(conn: _Connection, req: _Request, args: list[str]) -> None:
     await conn.write_body(b"0\r\n\r\n")
 
 
+async def _bridge(conn: _Connection, req: _Request, args: list[str]) -> None:
+    """The HTTP side of the WebSocket bridge (docs/configuration.md#websocket): every call is
+    recorded per connection id (`X-Connection-Id`) with its route key, request id, headers and
+    body. `/bridge/connect` answers 200, or the status in `?refuse=N`; `/bridge/disconnect` 204;
+    `/bridge/message` by the message: `status:N` answers N, `sleep:MS` answers after MS, `empty`
+    204, `bytes:N` N bytes of application/octet-stream, `reset` resets the connection, a binary
+    message (application/octet-stream) is echoed as binary, anything else gets a JSON echo
+    (`echo`, `connection_id`, `route_key`, `request_id`, `content_type`, `headers`).
+    `GET /bridge/events?id=ID&kind=K&wait=MS` lists the calls recorded for ID, after waiting up to
+    MS for one of kind K."""
+    kind = args[0] if args else ""
+    server = conn.server
+    query = dict(parse_qsl(req.query, keep_blank_values=True))
+    if kind == "events":
+        await server.wait_bridge_event(query.get("id", ""), query.get("kind"), int(query.get("wait", "0")) / 1000)
+        await conn.send(200, [], json.dumps(server.bridge_events.get(query.get("id", ""), [])).encode())
+        return
+    headers = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in req.headers}
+    cid = headers.get("x-connection-id", "")
+    body = bytes(req.body)
+    text = body.decode("utf-8", "replace")
+    server.record_bridge_event(cid, {
+        "kind": kind, "route_key": headers.get("x-route-key"), "request_id": headers.get("x-request-id"),
+        "query": req.query, "body": text, "headers": headers,
+    })
+    if kind == "connect":
+        if "refuse" in query:
+            await conn.send(int(query["refuse"]), [], b'{"refused": true}')
+        else:
+            await conn.send(200, [], b"")
+        return
+    if kind != "message":
+        await conn.send(204, [], b"")
+        return
+    ctype = headers.get("content-type", "")
+    if ctype == "application/octet-stream":
+        await conn.send(200, [], body, content_type=b"application/octet-stream")
+        return
+    command, _, arg = text.partition(":")
+    if command == "status":
+        await conn.send(int(arg), [], json.dumps({"status": int(arg)}).encode())
+        return
+    if command == "empty":
+        await conn.send(204, [], b"")
+        return
+    if command == "bytes":
+        await conn.send(200, [], body_bytes(_size(arg)), content_type=b"application/octet-stream")
+        return
+    if command == "reset":
+        raise _Reset
+    if command == "sleep":
+        await asyncio.sleep(int(arg) / 1000)
+    answer = {"echo": text, "connection_id": cid, "route_key": headers.get("x-route-key"),
+              "request_id": headers.get("x-request-id"), "content_type": ctype, "headers": headers}
+    await conn.send(200, [], json.dumps(answer).encode())
+
+
 _ROUTES: dict[str, Handler] = {
     "echo": _echo,
     "status": _status,
@@ -636,6 +697,7 @@ _ROUTES: dict[str, Handler] = {
     "json": _json,
     "json-list": _json_list,
     "text": _text,
+    "bridge": _bridge,
 }
 
 
@@ -645,6 +707,29 @@ class Backend:
         self.stats = _Stats()
         self.health_status = 200
         self.app_mode = "ok"
+        self.bridge_events: dict[str, list[dict[str, object]]] = {}
+        self._bridge_changed: asyncio.Event | None = None
+
+    def record_bridge_event(self, cid: str, event: dict[str, object]) -> None:
+        self.bridge_events.setdefault(cid, []).append(event)
+        if self._bridge_changed is not None:
+            self._bridge_changed.set()
+            self._bridge_changed = None
+
+    async def wait_bridge_event(self, cid: str, kind: str | None, timeout: float) -> None:
+        """Until connection `cid` has a call of `kind` recorded, or `timeout` passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while kind is not None and not any(e["kind"] == kind for e in self.bridge_events.get(cid, [])):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            if self._bridge_changed is None:
+                self._bridge_changed = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._bridge_changed.wait(), remaining)
+            except TimeoutError:
+                return
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.connections += 1

@@ -248,6 +248,13 @@ cdef class Request:
         The caller guarantees well-formed lines (no CR or LF inside a value)."""
         self.up_extra = self.up_extra + lines
 
+    @property
+    def upstream_lines(self):
+        """The header lines filters added for the upstream (`set_upstream_header`, and what auth
+        vouches for), rendered `name: value\r\n`: for responders that make their own upstream
+        calls (the WebSocket bridge) and must send the same identity."""
+        return self.up_extra
+
     def remove_upstream_header(self, bytes name):
         """The client's `name` headers are not sent upstream."""
         cdef bytes lname = name.lower()

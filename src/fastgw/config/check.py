@@ -70,6 +70,9 @@ def _destination(config: Config, route: Route) -> tuple[str, str]:
     if route.aggregate:
         calls = ", ".join(f"{call.name}:{call.upstream}" for call in route.aggregate)
         return f"aggregate ({len(route.aggregate)} calls)", calls
+    bridge = route.websocket.bridge if route.websocket is not None else None
+    if bridge is not None:
+        return f"websocket bridge -> {bridge.upstream}", bridge.path
     if route.upstreams:
         total = sum(w.weight for w in route.upstreams)
         split = ", ".join(f"{w.name} {100 * w.weight / total:g}%" for w in route.upstreams)

@@ -232,12 +232,44 @@ class Rewrite:
 
 
 @dataclass(frozen=True, slots=True)
+class Bridge:
+    """A WebSocket route the gateway terminates itself (`fastgw.bridge`, docs/configuration.md
+    #websocket-bridge): each client message is an HTTP POST of its payload to `path` on
+    `upstream`, whose answer body goes back as a message; `connect_path` / `disconnect_path`
+    (None: no such call) are POSTed when a connection opens (a non-2xx refuses the handshake) and
+    when it ends. `route_key`: the dotted field of a JSON text message whose value is sent as the
+    route key (None: always `$default`). Bounds: `max_message` bytes for a message either way (and
+    an answer body), `max_in_flight` POSTs per connection, `max_queued` messages waiting for a
+    client that reads slowly. `timeout` None: the upstream's own timeouts alone. `on_error`: what a
+    failed call gives the client, an error message or a close (1011). `forward_headers`: lower-case
+    handshake headers sent along with every call."""
+
+    upstream: str
+    path: str
+    connect_path: str | None = None
+    disconnect_path: str | None = None
+    route_key: str | None = None
+    max_message: int = 64 * 1024
+    max_in_flight: int = 1
+    max_queued: int = 64
+    timeout: float | None = None
+    on_error: Literal["message", "close"] = "message"
+    forward_headers: tuple[str, ...] = ()
+
+
+BRIDGE_IDLE_TIMEOUT = 600.0
+"""Seconds of silence after which a bridged connection is closed, unless `idle_timeout` says."""
+
+
+@dataclass(frozen=True, slots=True)
 class WebSocket:
     """A route that forwards WebSocket upgrades: after the upstream's 101 the connection is a
     byte tunnel, closed after `idle_timeout` seconds of silence (None: the upstream's
-    `timeouts.read`)."""
+    `timeouts.read`). With `bridge`, the gateway answers the handshake itself instead (`Bridge`;
+    `idle_timeout` None: BRIDGE_IDLE_TIMEOUT)."""
 
     idle_timeout: float | None = None
+    bridge: Bridge | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastgw._proxy import AccessFilter, CorsFilter, Filter, FixedResponder, Redirector, Reply, as_filter
 from fastgw.aggregate.responder import route_aggregate_responder
+from fastgw.bridge import route_bridge_responder
 from fastgw.cache import route_cache_filter
 from fastgw.compress import route_compress_filter
 from fastgw.config.model import Access, Route
@@ -72,6 +73,10 @@ def _aggregate(rt: Any, route: Route) -> Any:
     return route_aggregate_responder(rt, route)
 
 
+def _bridge(rt: Any, route: Route) -> Any:
+    return route_bridge_responder(rt, route)
+
+
 def _compress(rt: Any, route: Route) -> Any:
     return route_compress_filter(route)
 
@@ -82,7 +87,7 @@ def _cache(rt: Any, route: Route) -> Any:
 
 BUILDERS: tuple[Builder, ...] = (
     route_trace_filter, _global_access, _route_access, _cors, _auth,
-    _rate_limit, _respond, _redirect, _aggregate, _compress, _cache,
+    _rate_limit, _respond, _redirect, _aggregate, _bridge, _compress, _cache,
 )
 
 

@@ -9,6 +9,12 @@ MAX_CONNECTIONS are open; a new one beyond that closes the oldest.
 With a token configured, every request needs `Authorization: Bearer TOKEN` (else 401), except
 `GET /`: the status page is static HTML that holds no data (it asks for the token and sends it
 with its own requests to the JSON endpoints).
+
+`/connections/{id}` (POST a message, DELETE to close, GET to describe a bridged WebSocket
+connection) is answered by the worker holding the connection: the request is forwarded through
+that worker's push channel (fastgw.bridge.channel) and answered when the worker answers, the
+connection waiting meanwhile without blocking the loop. A request body (Content-Length; chunked
+bodies are refused with 411) is read whole, up to MAX_BODY.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from fastgw.bridge.channel import MAX_PUSH, OP_BINARY, OP_CLOSE, OP_INFO, OP_TEXT
 from fastgw.cache.admin import cache_purge, cache_view
 from fastgw.config.model import Address
 from fastgw.log import log_exception
@@ -41,6 +48,9 @@ MAX_REQUEST = 16 * 1024
 EXCHANGE_TIMEOUT = 5.0
 """Seconds a connection has to send its request and take the answer."""
 MAX_CONNECTIONS = 32
+MAX_BODY = MAX_PUSH
+"""Bytes of request body read (a push's message); a bigger one is answered 413."""
+CONNECTIONS_PREFIX = b"/connections/"
 
 ENDPOINTS: dict[bytes, tuple[bytes, ...]] = {
     b"/": (b"GET", b"HEAD"),
@@ -59,7 +69,7 @@ ENDPOINTS: dict[bytes, tuple[bytes, ...]] = {
 
 
 class _Conn:
-    __slots__ = ("sock", "inbuf", "outbuf", "deadline", "writing")
+    __slots__ = ("sock", "inbuf", "outbuf", "deadline", "writing", "waiting")
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock = sock
@@ -67,6 +77,8 @@ class _Conn:
         self.outbuf = b""
         self.deadline = deadline
         self.writing = False
+        self.waiting = False
+        """Its request was handed on (a push): what else it sends is ignored until the answer."""
 
 
 class AdminServer:
@@ -143,6 +155,8 @@ class AdminServer:
         if not data:
             self._drop(sock)
             return
+        if conn.waiting:
+            return
         buf = conn.inbuf
         buf += data
         end = buf.find(b"\r\n\r\n")
@@ -162,14 +176,60 @@ class AdminServer:
                 self._reply(conn, 400, {"error": "bad header line"})
                 return
             headers[name.strip().lower()] = value.strip()
+        if b"transfer-encoding" in headers:
+            self._reply(conn, 411, {"error": "send the body with a Content-Length"})
+            return
+        length_text = headers.get(b"content-length", b"0")
+        if not length_text.isdigit():
+            self._reply(conn, 400, {"error": "bad Content-Length"})
+            return
+        length = int(length_text)
+        if length > MAX_BODY:
+            self._reply(conn, 413, {"error": f"request body larger than {MAX_BODY} bytes"})
+            return
+        if len(buf) - (end + 4) < length:
+            return  # the rest of the body is on its way
+        body = bytes(buf[end + 4 : end + 4 + length])
         method, target = request_line[0], request_line[1]
         path, _, query = target.partition(b"?")
         try:
+            if path.startswith(CONNECTIONS_PREFIX):
+                self._connection(conn, method, path[len(CONNECTIONS_PREFIX):], headers, body)
+                return
             self._dispatch(conn, method, path, query, headers)
         except Exception as exc:
             # The master's loop must outlive any bug behind an endpoint.
             log_exception(f"admin {method.decode('latin-1')} {path.decode('latin-1')}", exc)
             self._reply(conn, 500, {"error": "internal error (see the gateway's log)"})
+
+    def _connection(self, conn: _Conn, method: bytes, cid: bytes, headers: Mapping[bytes, bytes], body: bytes) -> None:
+        """`/connections/{id}`: POST sends the body to a bridged connection as one message (binary
+        when the Content-Type is application/octet-stream, else text), DELETE closes it (1000),
+        GET describes it; answered by the worker that holds it (see the module docstring)."""
+        head_only = method == b"HEAD"
+        if not self._authorized(headers):
+            self._reply(conn, 401, {"error": "missing or wrong bearer token"},
+                        extra=(("WWW-Authenticate", 'Bearer realm="fastgw admin"'),), head_only=head_only)
+            return
+        if method == b"POST":
+            ctype = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+            op = OP_BINARY if ctype == b"application/octet-stream" else OP_TEXT
+        elif method == b"DELETE":
+            op = OP_CLOSE
+        elif method in (b"GET", b"HEAD"):
+            op = OP_INFO
+        else:
+            self._reply(conn, 405, {"error": "method not allowed (allowed: GET, HEAD, POST, DELETE)"},
+                        extra=(("Allow", "GET, HEAD, POST, DELETE"),), head_only=head_only)
+            return
+        conn.waiting = True
+
+        def answer(status: int, payload: dict[str, object]) -> None:
+            if self.conns.get(conn.sock) is conn:
+                conn.waiting = False
+                self._reply(conn, status, payload, head_only=head_only)
+
+        self.master.push(cid.decode("latin-1"), op, body if op != OP_INFO else b"", answer)
 
     def _authorized(self, headers: Mapping[bytes, bytes]) -> bool:
         if self._token is None:

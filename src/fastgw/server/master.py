@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fastgw.auth.agent import run_agent
+from fastgw.bridge.router import PushRouter
 from fastgw.cache import SharedCache, shared_cache
 from fastgw.config import ConfigError, load
 from fastgw.config.model import Address, Config
@@ -121,6 +122,8 @@ class Master:
         self.securities: dict[int, Security] = {}
         self.metrics = MetricsHub()
         """Every generation's metrics table, and what retired generations counted."""
+        self.pushes = PushRouter(self.sel)
+        """The push channel of each worker whose generation bridges WebSocket (fastgw.bridge)."""
 
     # ---- public entry point -------------------------------------------------------------------
 
@@ -178,6 +181,7 @@ class Master:
         self._handle_signals()
         self._reap()
         self._supervise()
+        self.pushes.sweep(time.monotonic())
         if self.admin is not None:
             self.admin.sweep(time.monotonic())
 
@@ -311,17 +315,25 @@ class Master:
     def _spawn(self, gen: Generation, slot: int) -> WorkerProc | None:
         status_r, status_w = os.pipe()
         sockets = self._slot_sockets(gen.config, slot)
+        push_master, push_worker = PushRouter.channel() if _bridges(gen.config) else (None, None)
         pid = os.fork()
         if pid == 0:
             try:
                 os.close(status_r)
-                self._close_in_child(keep={status_w, self._life_r, *(s.fileno() for s, _ in sockets)})
+                keep = {status_w, self._life_r, *(s.fileno() for s, _ in sockets)}
+                if push_master is not None and push_worker is not None:
+                    push_master.close()
+                    keep.add(push_worker.fileno())
+                self._close_in_child(keep=keep)
             finally:
                 run_worker(
                     gen.config, gen.number, sockets, status_w, self._life_r, gen.shared, slot, gen.buckets, gen.metrics,
-                    gen.security, gen.cache,
+                    gen.security, gen.cache, push_worker,
                 )
         os.close(status_w)
+        if push_master is not None and push_worker is not None:
+            push_worker.close()
+            self.pushes.attach(pid, push_master, gen.number, slot)
         os.set_blocking(status_r, False)
         now = time.monotonic()
         proc = WorkerProc(pid, slot, gen.number, status_r, now, last_seen=now)
@@ -339,6 +351,7 @@ class Master:
             fds |= security.fds()
         if self.admin is not None:
             fds |= self.admin.fds()
+        fds |= self.pushes.fds()
         for socks in self.sockets.values():
             fds |= {s.fileno() for s in socks}
         for fd in fds - keep:
@@ -386,6 +399,7 @@ class Master:
                     self.agents.reaped(pid, status)
                 continue
             self._unregister(proc)
+            self.pushes.detach(pid)
             self._release_cache(pid)
             self._worker_exited(proc, status)
             self.metrics.retire(self._metric_generations())
@@ -713,6 +727,7 @@ class Master:
                 sock.close()
         if self.admin is not None:
             self.admin.close()
+        self.pushes.close()
         self.checkers.wait()
         self.agents.wait()
         for security in self.securities.values():
@@ -720,6 +735,11 @@ class Master:
         os.close(self._life_w)
 
     # ---- for the admin API --------------------------------------------------------------------
+
+    def push(self, cid: str, op: int, payload: bytes, answer: Callable[[int, dict[str, object]], None]) -> None:
+        """A request for bridged connection `cid` (`/connections/{id}`), forwarded to the worker
+        holding it; `answer(status, json)` is called once, now or when the worker answers."""
+        self.pushes.send(cid, op, payload, answer, lambda pid: pid in self.workers)
 
     def _metric_generations(self) -> set[int]:
         """Generations whose metrics tables are still written: serving, starting, or with a
@@ -748,3 +768,8 @@ class Master:
             "reload_requests": self.reload_requests,
             "last_reload": self.last_reload,
         }
+
+
+def _bridges(config: Config) -> bool:
+    """Whether some route of `config` bridges WebSocket (its workers then get a push channel)."""
+    return any(r.websocket is not None and r.websocket.bridge is not None for r in config.routes)

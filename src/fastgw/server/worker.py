@@ -45,17 +45,19 @@ def run_worker(
     metrics: SharedMetrics | None = None,
     security: Security | None = None,
     cache: SharedCache | None = None,
+    push_sock: socket.socket | None = None,
 ) -> NoReturn:
     """Entry point in the forked child; never returns. `shared` is the generation's shared
     upstream state, `slot` the worker's slot (where it publishes its upstream stats), `buckets`
     the rate-limit table the master set up before forking, common to every worker, `metrics` the
     generation's metrics table (the worker writes row `slot`), `security` the generation's TLS
-    contexts and auth state."""
+    contexts and auth state, `push_sock` the worker's end of its push channel (fastgw.bridge)."""
     code = WORKER_BOOT_ERROR
     try:
         set_title(f"fastgw: worker {slot} (generation {generation})")
         code = _Worker(
-            config, generation, sockets, status_fd, lifeline_fd, shared, slot, buckets, metrics, security, cache
+            config, generation, sockets, status_fd, lifeline_fd, shared, slot, buckets, metrics, security, cache,
+            push_sock,
         ).run()
     except BaseException as exc:
         log_exception(f"worker {os.getpid()}", exc)
@@ -77,8 +79,10 @@ class _Worker:
         metrics: SharedMetrics | None = None,
         security: Security | None = None,
         cache: SharedCache | None = None,
+        push_sock: socket.socket | None = None,
     ) -> None:
         self.config = config
+        self.push_sock = push_sock
         self.cache = cache
         self.security = security or Security()
         self.metrics = metrics
@@ -112,6 +116,8 @@ class _Worker:
                 loop.create_server(lambda info=info: ClientProtocol(rt, info), sock=sock, backlog=BACKLOG, **tls)
             )
             self.servers.append(server)
+        if self.push_sock is not None and rt.bridge is not None:
+            loop.run_until_complete(rt.bridge.listen(self.push_sock))
         rt.start()
         self.done = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, self.drain)

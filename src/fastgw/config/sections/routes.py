@@ -95,6 +95,13 @@ def validate_route(
         return None
     targets = [key for key in TARGET_KEYS if key in value]
     choices = ", ".join(k for k in TARGET_KEYS if k not in ROUTE_UNSUPPORTED)
+    # A WebSocket bridge answers its route's requests itself (fastgw.bridge): it is the target.
+    bridged = isinstance(value, dict) and isinstance(value.get("websocket"), dict) and "bridge" in value["websocket"]
+    if bridged:
+        if targets:
+            report.error((*path, targets[0]), f"a route with websocket.bridge answers at the gateway: remove "
+                         f"{' and '.join(targets)} (the bridge names its own upstream)", at_key=True)
+        targets = ["websocket"]
     if any(key in value for key in ROUTE_UNSUPPORTED):
         pass  # reported as not supported yet; what else the route lacks would only confuse
     elif not targets:
@@ -137,9 +144,13 @@ def validate_route(
     access = validate_access(report, (*path, "access"), present["access"]) if "access" in present else None
     cors = validate_cors(report, (*path, "cors"), present["cors"]) if "cors" in present else None
     websocket = (
-        validate_websocket(report, (*path, "websocket"), present["websocket"]) if "websocket" in present else None
+        validate_websocket(report, (*path, "websocket"), present["websocket"], upstream_names)
+        if "websocket" in present
+        else None
     )
-    if websocket is not None and "upstream" not in present and "upstreams" not in present:
+    if bridged and websocket is None:
+        return None
+    if websocket is not None and not bridged and "upstream" not in present and "upstreams" not in present:
         report.error((*path, "websocket"), "websocket needs upstream or upstreams: the upgrade is forwarded")
     aggregate = (
         validate_aggregate(report, (*path, "aggregate"), present["aggregate"], match, upstream_names)
