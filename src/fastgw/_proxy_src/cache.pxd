@@ -78,10 +78,12 @@ cdef class CacheFilter(Filter):
 
     cdef bytes scheme_of(self, Request req)
     cdef bytes url_key(self, bytes scheme, bytes host, bytes path, bytes query)
+    cdef int url_key_buf(self, bytes scheme, bytes host, bytes path, bytes query) except -1
     cdef int scan(self, Request req, RqInfo* rq) except -1
     cdef bytes variant_key(self, bytes primary, uint64_t epoch, bytes names, Request req)
     cdef object lookup(self, Request req, RqInfo* rq, bytes key, uint64_t phash, bint collapsed)
-    cdef Reply hit(self, Request req, EntrySnap* s, int64_t age, int64_t fresh, int detail, bint collapsed)
+    cdef Reply hit(self, Request req, EntrySnap* s, int64_t now, int64_t age, int64_t fresh, int detail,
+                   bint collapsed)
     cdef int64_t wall_ns(self) except? -1
     cdef int invalidate(self, Request req, ResponseHead head) except -1
     cdef int decide(self, CacheState st, int status, RespInfo* ri, int64_t life, int64_t swr, int64_t sie,

@@ -276,6 +276,11 @@ cdef class CacheFilter(Filter):
 
     cdef bytes url_key(self, bytes scheme, bytes host, bytes path, bytes query):
         """`GET <scheme>://<host>/<path>?<query>`: the host lower-cased, its default port dropped."""
+        self.url_key_buf(scheme, host, path, query)
+        return buf_take(&self.kb)
+
+    cdef int url_key_buf(self, bytes scheme, bytes host, bytes path, bytes query) except -1:
+        """url_key rendered into `kb` only: a hit never makes the key an object."""
         cdef OutBuf* b = &self.kb
         cdef Py_ssize_t n, i
         cdef const char* p
@@ -299,7 +304,7 @@ cdef class CacheFilter(Filter):
             b.len += n
         buf_addb(b, path)
         buf_addb(b, query)
-        return buf_take(b)
+        return 0
 
     cdef int scan(self, Request req, RqInfo* rq) except -1:
         """The request headers the cache reads, in one pass."""
@@ -368,9 +373,9 @@ cdef class CacheFilter(Filter):
         if method != b"GET" and method != b"HEAD":
             return CONTINUE
         self.scan(req, &rq)
-        cdef bytes key = self.url_key(self.scheme_of(req), req.host, req.path, req.query)
-        cdef uint64_t phash = self.store.hash_key(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
-        result = self.lookup(req, &rq, key, phash, False)
+        self.url_key_buf(self.scheme_of(req), req.host, req.path, req.query)
+        cdef uint64_t phash = self.store.hash_key(self.kb.data, self.kb.len)
+        result = self.lookup(req, &rq, None, phash, False)
         if type(result) is Reply:
             req.reply = <Reply>result
             return RESPONDED
@@ -413,17 +418,24 @@ cdef class CacheFilter(Filter):
         return CONTINUE
 
     cdef object lookup(self, Request req, RqInfo* rq, bytes key, uint64_t phash, bint collapsed):
-        """A Reply when the store answers, else the CacheState of a request that goes on."""
+        """A Reply when the store answers, else the CacheState of a request that goes on. `key`
+        None: the key is in `kb` (made an object only when it is needed: a Vary marker, a miss)."""
         cdef CacheStore store = self.store
         cdef EntrySnap s
         cdef bytes vkey = None, names
         cdef uint64_t vhash = phash
         cdef int fwd = FWD_URI_MISS, detail = D_NONE
-        cdef int64_t now, age = 0, fresh = 0
-        cdef bint found = store.find(phash, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), &s)
+        cdef int64_t now = store.now_ns(), age = 0, fresh = 0
+        cdef bint found
+        if key is None:
+            found = store.find(phash, self.kb.data, self.kb.len, &s)
+        else:
+            found = store.find(phash, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), &s)
         cdef bint swr_ok = False, strict
         cdef Reply reply
         if found and s.flags & EF_MARKER:
+            if key is None:
+                key = PyBytes_FromStringAndSize(self.kb.data, self.kb.len)
             names = store.head_bytes(&s)
             found = False
             if names is not None and store.valid(&s):
@@ -433,7 +445,6 @@ cdef class CacheFilter(Filter):
                 if not found:
                     fwd = FWD_VARY_MISS
         if found:
-            now = store.now_ns()
             age = s.age_ns + (now - s.stored_ns)
             if age < 0:
                 age = 0
@@ -447,7 +458,7 @@ cdef class CacheFilter(Filter):
                 fwd = FWD_REQUEST
             elif fresh > 0 and (rq.cc.max_age < 0 or age <= rq.cc.max_age * NS) \
                     and (rq.cc.min_fresh < 0 or fresh >= rq.cc.min_fresh * NS):
-                reply = self.hit(req, &s, age, fresh, D_NONE, collapsed)
+                reply = self.hit(req, &s, now, age, fresh, D_NONE, collapsed)
                 if reply is not None:
                     return reply
                 found = False
@@ -458,12 +469,14 @@ cdef class CacheFilter(Filter):
                 fwd = FWD_STALE
                 if not strict:
                     if rq.cc.max_stale == CC_ANY or (rq.cc.max_stale >= 0 and -fresh <= rq.cc.max_stale * NS):
-                        reply = self.hit(req, &s, age, fresh, D_MAX_STALE, collapsed)
+                        reply = self.hit(req, &s, now, age, fresh, D_MAX_STALE, collapsed)
                         if reply is not None:
                             return reply
                     swr_ok = -fresh < s.swr_ns
         if rq.cc.only_if_cached:
             return Reply.make_error(504, "not in the cache (only-if-cached)", None)
+        if key is None:
+            key = PyBytes_FromStringAndSize(self.kb.data, self.kb.len)
         cdef CacheState st = CacheState.__new__(CacheState)
         st.store = store
         st.primary = key
@@ -495,7 +508,8 @@ cdef class CacheFilter(Filter):
         store.count(ST_BYPASS if fwd == FWD_BYPASS else ST_MISSES)
         return st
 
-    cdef Reply hit(self, Request req, EntrySnap* s, int64_t age, int64_t fresh, int detail, bint collapsed):
+    cdef Reply hit(self, Request req, EntrySnap* s, int64_t now, int64_t age, int64_t fresh, int detail,
+                   bint collapsed):
         """The reply of a stored response: status and body, its header lines with Age and
         Cache-Status after the request's own in req.resp_extra (no per-header objects), a 304
         when the request's conditionals match it. None when the entry changed meanwhile."""
@@ -516,7 +530,7 @@ cdef class CacheFilter(Filter):
                 out = req.resp_extra + cs + b"age: %d\r\ncache-status: " % floor_s(age) \
                     + cs_value(True, FWD_NONE, 0, True, ttl, False, collapsed, D_NOT_MODIFIED) + b"\r\n"
                 body = b""
-                store.touch(s, store.now_ns())
+                store.touch(s, now)
                 store.count(ST_HITS if detail != D_SWR else ST_STALE)
                 reply = Reply.__new__(Reply)
                 reply.status = 304
@@ -551,7 +565,7 @@ cdef class CacheFilter(Filter):
         body = PyBytes_FromStringAndSize(NULL, s.body_len)
         if store.copy_body(s, PyBytes_AS_STRING(body)) < 0 or not store.valid(s):
             return None
-        store.touch(s, store.now_ns())
+        store.touch(s, now)
         store.count(ST_HITS if detail != D_SWR else ST_STALE)
         if collapsed:
             store.count(ST_COLLAPSED)

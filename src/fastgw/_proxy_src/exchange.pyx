@@ -1319,7 +1319,7 @@ cdef class ClientCore:
         req.close_after = close
         if nobody or head_only:
             self.transport.write(buf_take(b))
-        elif PyBytes_GET_SIZE(body) > INLINE_BODY:
+        elif PyBytes_GET_SIZE(body) > REPLY_INLINE_BODY:
             # as is, after the head (one writev): a cache hit's body is copied once, out of the cache
             self.transport.writelines((buf_take(b), body))
             req.sent = PyBytes_GET_SIZE(body)
