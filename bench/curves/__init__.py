@@ -8,10 +8,12 @@ bench/README.md):
 - `routes`: route-table size (10 → 1,000 → 100,000): match time, memory, config check and reload
   time;
 - `ratelimit`: distinct rate-limit keys (1,000 → 1,000,000): decision time, table occupancy,
-  evictions.
+  evictions;
+- `websocket`: WebSocket connections (1 → 64 → 1,000): echo round trips per second through a
+  tunnel route and through nginx, latency, CPU per round trip, memory per connection.
 
 Each writes `bench/out/curve-MODE-<UTC time>.json` and `.png`, and prints the growth exponent of
 each figure between consecutive points, flagging any that grows faster than it should.
 """
 
-MODES = ("connections", "body", "routes", "ratelimit")
+MODES = ("connections", "body", "routes", "ratelimit", "websocket")
