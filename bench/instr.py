@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from bench import gateway, nginx
+from bench import gateway, nginx, tlscert
 from bench.scenarios import SCENARIOS, Scenario
 from fastgw.loadtest import gateway as loadtest_gateway
 from fastgw.loadtest.procs import Server, free_port, install_cleanup, stop_all, tree_pids
@@ -61,17 +62,28 @@ def _request(scenario: Scenario) -> bytes:
     ).encode()
 
 
-def _send(port: int, n: int, request: bytes, new_connections: bool = False) -> None:
-    """`n` sequential requests, each response read in full: on one keep-alive connection, or each
-    on a connection of its own (`new_connections`), as wrk does with `Connection: close`."""
+def _connect(port: int, tls: bool) -> socket.socket:
+    """A client connection; with `tls`, a full handshake (no session is resumed, as with wrk)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    if tls:
+        return ssl._create_unverified_context().wrap_socket(sock, server_hostname="localhost")
+    return sock
+
+
+def _send(port: int, n: int, request: bytes, new_connections: bool = False, tls: bool = False,
+          conn: socket.socket | None = None) -> None:
+    """`n` sequential requests, each response read in full: on one keep-alive connection (`conn`,
+    kept by the caller so that the warm-up and the measured batch share it and no connection
+    set-up, a TLS handshake above all, falls in the measured batch), or each on a connection of
+    its own (`new_connections`), as wrk does with `Connection: close`; over TLS with `tls`."""
     if new_connections:
         for _ in range(n):
-            with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            with _connect(port, tls) as sock:
                 _exchange(sock, request)
         return
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        for _ in range(n):
-            _exchange(sock, request)
+    assert conn is not None
+    for _ in range(n):
+        _exchange(conn, request)
 
 
 def _exchange(sock: socket.socket, request: bytes) -> None:
@@ -142,9 +154,12 @@ def measure(
     port = free_port()
     upstream = f"127.0.0.1:{backend_port}"
     request = _request(scenario)
+    # TLS scenarios: both proxies on a TLS listener with the same certificate (bench/tlscert.py).
+    tls = (free_port(), *tlscert.make_cert(work)) if scenario.tls else None
     if target == "fastgw":
         doc = gateway.config(
-            port, 1, upstream, keepalive, work / "fastgw-access.log", [scenario], metrics=metrics, tracing=tracing
+            port, 1, upstream, keepalive, work / "fastgw-access.log", [scenario], metrics=metrics, tracing=tracing,
+            tls=tls,
         )
         path = work / "fastgw.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -155,18 +170,22 @@ def measure(
     else:
         prefix = work / "nginx-proxy"
         prefix.mkdir()
-        conf = nginx.proxy_config(prefix, port, 1, upstream, keepalive, [scenario])
+        conf = nginx.proxy_config(prefix, port, 1, upstream, keepalive, [scenario], tls=tls)
         server = Server(
             "nginx", _valgrind(out_dir, [nginx.binary(), "-p", str(prefix), "-c", str(conf)]), prefix / "stderr.log"
         )
         server.wait_listening(port, 2, timeout=300)
     try:
         _worker_pid(server.pid, 60)
-        _send(port, warmup, request, _closes(scenario))
+        send_port = tls[0] if tls is not None else port
+        conn = None if _closes(scenario) else _connect(send_port, tls is not None)
+        _send(send_port, warmup, request, _closes(scenario), tls is not None, conn)
         # the child that served the warm-up (nginx with proxy_cache also runs a cache manager)
         worker = _busiest_child(server.pid)
         first = _dump(worker, out_dir, set())
-        _send(port, requests, request, _closes(scenario))
+        _send(send_port, requests, request, _closes(scenario), tls is not None, conn)
+        if conn is not None:
+            conn.close()
         second = _dump(worker, out_dir, {first})
     finally:
         server.stop(30)
