@@ -67,12 +67,13 @@ test-e2e: compile sysdeps-test
 bench: compile sysdeps-bench
 	$(PY) -m bench $(BENCH_ARGS)
 
-# The four cost curves at full scale, one after the other (about 20 minutes; bench/README.md).
+# The five cost curves at full scale, one after the other (about 25 minutes; bench/README.md).
 bench-curves: compile sysdeps-bench
 	$(PY) -m bench connections
 	$(PY) -m bench body
 	$(PY) -m bench routes
 	$(PY) -m bench ratelimit --e2e
+	$(PY) -m bench websocket
 
 bench-micro: compile
 	$(PY) -m bench.micro
