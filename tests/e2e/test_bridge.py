@@ -24,6 +24,7 @@ from tests.support.procs import Backend, Gateway, free_port, gateway_config
 pytestmark = pytest.mark.e2e
 
 TOKEN = "admin-token-0123456789"
+KEY = "k-0123456789abcdef"
 
 
 def _config(backend: Backend, **extra: Any) -> dict[str, Any]:
@@ -35,8 +36,11 @@ def _config(backend: Backend, **extra: Any) -> dict[str, Any]:
         "disconnect_path": "/bridge/disconnect", "route_key": "action", "max_message": "4KiB",
         "forward_headers": ["X-Client-Tag"],
     }
+    cfg["auth"] = {"keys": {"type": "api_key", "keys": {"alice": KEY}}}
     cfg["routes"] = [
         {"match": {"prefix": "/chat"}, "websocket": {"bridge": bridge}},
+        {"match": {"prefix": "/secure"}, "auth": "keys",
+         "websocket": {"bridge": bridge}},
         {"match": {"prefix": "/closing"}, "websocket": {"bridge": {**bridge, "on_error": "close"}}},
         {"match": {"prefix": "/idle"}, "websocket": {"idle_timeout": "1s", "bridge": bridge}},
         {"match": {"prefix": "/dead"}, "websocket": {"bridge": {"upstream": "dead", "path": "/bridge/message"}}},
@@ -133,6 +137,23 @@ def test_a_refused_connect_refuses_the_handshake_and_plain_http_gets_426(gw: Gat
     assert run(scenario()) == 403
     plain = http_get(gw.port, "/chat")
     assert plain.status == 426 and plain.header("sec-websocket-version") == "13", plain.summary()
+
+
+def test_auth_applies_to_the_handshake_and_its_identity_reaches_every_call(gw: Gateway, backend: Backend) -> None:
+    async def scenario() -> tuple[int, str, Any]:
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(f"ws://127.0.0.1:{gw.port}/secure"):
+                pass
+        headers = {"X-API-Key": KEY, "X-Consumer": "mallory"}  # a client can never set the identity
+        async with connect(f"ws://127.0.0.1:{gw.port}/secure", additional_headers=headers) as ws:
+            await ws.send("who am i")
+            return info.value.response.status_code, cid_of(ws), json.loads(await ws.recv())
+
+    status, cid, answer = run(scenario())
+    assert status == 401
+    assert answer["headers"]["x-consumer"] == "alice" and "x-api-key" not in answer["headers"], answer
+    connect_call = events(backend, cid)[0]
+    assert connect_call["kind"] == "connect" and connect_call["headers"]["x-consumer"] == "alice", connect_call
 
 
 def test_backend_pushes_through_the_admin_api(gw: Gateway) -> None:
