@@ -404,7 +404,7 @@ cdef class CacheFilter(Filter):
                 req.reply = stale
                 return RESPONDED
             return CONTINUE
-        if r == CLAIM_WAIT:
+        if r == CLAIM_WAIT and req.ex is not None:
             if st.swr_ok and st.has_stale:
                 # another request revalidates: this one gets the stale copy at once
                 stale = self._stale_reply(req, st, D_SWR)
