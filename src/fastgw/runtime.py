@@ -174,6 +174,8 @@ class Runtime:
         if self.auth is not None:
             self.auth.close()
         self.metrics.close(time.time(), monotonic())
+        if self.rate_limits is not None:
+            self.rate_limits.copy()
         exporter = self.tracing.exporter if self.tracing is not None else None
         if exporter is not None and not self.loop.is_running() and not self.loop.is_closed():
             self.loop.run_until_complete(exporter.flush(1.0))

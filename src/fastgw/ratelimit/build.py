@@ -35,13 +35,18 @@ class WorkerRateLimits:
         return {name: limit.stats() for name, limit in self.limits.items()}
 
     def publish(self) -> None:
+        self.copy()
+        self._loop.call_later(PUBLISH, self.publish)
+
+    def copy(self) -> None:
+        """The counters into the row now (also once more as the worker exits, so that a worker
+        that drains within PUBLISH of its last decisions does not take them along)."""
         row, base = self._row, self._base
         i = 0
         for limit in self.limits.values():
             for name in COUNTERS:
                 row[i] = base[i] + getattr(limit, name, 0)
                 i += 1
-        self._loop.call_later(PUBLISH, self.publish)
 
 
 def attach_rate_limits(rt: Any, buckets: SharedBuckets | None, slot: int = 0) -> WorkerRateLimits | None:
