@@ -218,6 +218,14 @@ def test_head_is_served_from_the_stored_get(gw: Gateway, backend: Backend) -> No
     assert backend_count(backend, "head") == 1
 
 
+def test_upgrade_requests_are_never_answered_from_the_cache(gw: Gateway, backend: Backend) -> None:
+    target = url("upgrade", cc="max-age=60")
+    get(gw.port, target)
+    resp = get(gw.port, target, [("Connection", "Upgrade"), ("Upgrade", "websocket")])
+    assert not is_hit(resp) and "fwd=bypass" in status_of(resp)
+    assert backend_count(backend, "upgrade") == 2
+
+
 def test_error_statuses_need_explicit_freshness(gw: Gateway, backend: Backend) -> None:
     """CPDoS: a route ttl never stores a 4xx/5xx; the origin's own max-age does."""
     for status in ("404", "500", "400"):

@@ -29,6 +29,7 @@ cdef struct RqInfo:
     CacheControl cc          # the request's directives (Pragma: no-cache counts as no-cache)
     bint auth                # Authorization present
     bint head                # HEAD (looked up as GET; never stored)
+    bint upgrade             # Upgrade (a WebSocket handshake): never looked up or stored
 
 
 @cython.final

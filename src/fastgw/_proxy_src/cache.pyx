@@ -315,6 +315,7 @@ cdef class CacheFilter(Filter):
         cdef bint pragma = False
         cc_init(&rq.cc)
         rq.auth = False
+        rq.upgrade = False
         rq.head = req.method == b"HEAD"
         self._inm = None
         self._ims = None
@@ -335,6 +336,8 @@ cdef class CacheFilter(Filter):
             elif n == 6 and ieq(p, b"pragma", 6):
                 if b"no-cache" in (<bytes>pairs[i + 1]).lower():
                     pragma = True
+            elif n == 7 and ieq(p, b"upgrade", 7):
+                rq.upgrade = True
         if pragma and not rq.cc.present:
             rq.cc.no_cache = True       # RFC 9111 §5.4: Pragma counts only without Cache-Control
         return 0
@@ -373,6 +376,8 @@ cdef class CacheFilter(Filter):
         if method != b"GET" and method != b"HEAD":
             return CONTINUE
         self.scan(req, &rq)
+        if rq.upgrade:
+            return CONTINUE             # a protocol switch is the connection's, never a cached answer
         self.url_key_buf(self.scheme_of(req), req.host, req.path, req.query)
         cdef uint64_t phash = self.store.hash_key(self.kb.data, self.kb.len)
         result = self.lookup(req, &rq, None, phash, False)
