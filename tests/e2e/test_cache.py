@@ -343,6 +343,19 @@ def test_stale_if_error_while_the_backend_is_down(tmp_path: Path) -> None:
             assert get(g2.port, target).status == 200
 
 
+def test_stale_if_error_when_the_upstream_answers_5xx(gw: Gateway, backend: Backend) -> None:
+    target = url("sie-5xx", cc="max-age=0, stale-if-error=600", status_after="503")
+    first = get(gw.port, target)
+    stale = get(gw.port, target)
+    assert stale.status == 200 and stale.body == first.body
+    assert "fwd-status=503" in status_of(stale) and "detail=stale-if-error" in status_of(stale)
+    assert stale.header("date") is not None and stale.header("content-length") is None  # chunked: replaced body
+    strict = url("sie-5xx-strict", cc="max-age=0, must-revalidate, stale-if-error=600", status_after="503")
+    get(gw.port, strict)
+    assert get(gw.port, strict).status == 503  # must-revalidate: the error goes through
+    assert backend_count(backend, "sie-5xx") == 2
+
+
 def test_stale_while_revalidate_refreshes_in_the_background(gw: Gateway, backend: Backend) -> None:
     target = url("swr", cc="max-age=0, stale-while-revalidate=600", etag='"s1"', cc304="max-age=60")
     first = get(gw.port, target)

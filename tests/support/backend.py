@@ -486,7 +486,7 @@ async def _cache(conn: _Connection, req: _Request, args: list[str]) -> None:
     per path in `/stats` (`cache`). Parameters: `cc` (Cache-Control), `etag`, `lm`
     (Last-Modified), `expires`, `vary` (a request header name: sent as Vary, and its value echoed
     in the body), `status`, `size` (a body of that many bytes instead of the JSON one), `delay`
-    (ms before the head), `stall` (ms between the first half of the body and the rest; with
+    (ms before the head), `status_after` (the status of the path's later requests), `stall` (ms between the first half of the body and the rest; with
     `stall_first` only for the path's first request), `chunked` (chunked framing),
     `cookie` (Set-Cookie), `location` / `content_location`, `cc304` (the Cache-Control of a 304),
     `set=Name:Value` (more headers). A request whose If-None-Match matches `etag`, or whose
@@ -532,6 +532,8 @@ async def _cache(conn: _Connection, req: _Request, args: list[str]) -> None:
     vary = arg("vary")
     echoed = header(vary.lower().encode("latin-1")) if vary else None
     status = int(arg("status") or 200)
+    if arg("status_after") and stats["requests"] > 1:
+        status = int(arg("status_after") or 200)
     if arg("size") is not None:
         body = body_bytes(_size(arg("size") or "0"))
         headers.append((b"Content-Type", b"application/octet-stream"))
