@@ -486,8 +486,9 @@ async def _cache(conn: _Connection, req: _Request, args: list[str]) -> None:
     per path in `/stats` (`cache`). Parameters: `cc` (Cache-Control), `etag`, `lm`
     (Last-Modified), `expires`, `vary` (a request header name: sent as Vary, and its value echoed
     in the body), `status`, `size` (a body of that many bytes instead of the JSON one), `delay`
-    (ms before the head), `status_after` (the status of the path's later requests), `stall` (ms between the first half of the body and the rest; with
-    `stall_first` only for the path's first request), `chunked` (chunked framing),
+    (ms before the head), `status_after` (the status of the path's later requests), `stall` (ms
+    between the first half of the body and the rest; with `stall_first` only for the path's first
+    request), `chunked` (chunked framing),
     `cookie` (Set-Cookie), `location` / `content_location`, `cc304` (the Cache-Control of a 304),
     `set=Name:Value` (more headers). A request whose If-None-Match matches `etag`, or whose
     If-Modified-Since is not before `lm`, gets 304 with the validators and `cc304` or `cc`."""
