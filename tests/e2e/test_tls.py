@@ -306,6 +306,6 @@ def test_certificates_rotated_by_hup_under_load(backend: Backend, ca: trustme.CA
                 assert sock.getpeercert(binary_form=True) == der(second)
             second, first = first, second
         result = load.result(30)
-    assert result.failed == 0, result.failures[:5]
+    assert result.failed == 0, (result.failures[:5], gw.tail(30))
     assert result.ok > 100, result
     assert json.dumps(result.statuses) == json.dumps({200: result.ok})

@@ -1531,8 +1531,11 @@ cdef class ClientCore:
             if now - req.start > rt.header_timeout:
                 self.reject(408)
             return
+        # A connection that has not sent its first request gets DRAIN_FIRST_REQUEST from when it
+        # could first send one: the drain's start, or a TLS handshake that finished after it
+        # (last_active, set when the handshake completes).
         if now - self.last_active > rt.idle_timeout or (
-            rt.draining and (self.served or now - rt.drain_started > DRAIN_FIRST_REQUEST)
+            rt.draining and (self.served or now - max(rt.drain_started, self.last_active) > DRAIN_FIRST_REQUEST)
         ):
             self.close(False)
 

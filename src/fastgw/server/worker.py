@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import socket
+import time
 from typing import NoReturn
 
 import uvloop
@@ -65,6 +66,39 @@ def run_worker(
         os._exit(code)
 
 
+class _TlsClientProtocol(ClientProtocol):
+    """A connection of a TLS listener. Its protocol exists from the accept, but the exchange knows
+    of it (`connection_made`, `Runtime.connections`) only once the handshake is done: until then
+    it is in `_pending`, so that a draining worker does not exit under a handshake in flight (the
+    client would see a reset: a request lost to a reload)."""
+
+    __slots__ = ()
+    _pending: dict[_TlsClientProtocol, float] = {}
+    """Accepted, handshake not finished: protocol -> accept time. A failed handshake never calls
+    connection_made, so entries older than the handshake timeout are dropped as they are found."""
+
+    @classmethod
+    def accepted(cls, rt: Runtime, info: ListenerInfo) -> _TlsClientProtocol:
+        proto = cls(rt, info)
+        cls._pending[proto] = time.monotonic()
+        return proto
+
+    @classmethod
+    def handshaking(cls, timeout: float) -> bool:
+        limit = time.monotonic() - timeout
+        for proto, at in list(cls._pending.items()):
+            if at < limit:
+                del cls._pending[proto]
+        return bool(cls._pending)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._pending.pop(self, None)
+        # The client can send its first request from now on: a draining worker waits for it from
+        # here (ClientCore.sweep), not from the accept.
+        self.last_active = time.monotonic()
+        super().connection_made(transport)
+
+
 class _Worker:
     def __init__(
         self,
@@ -111,10 +145,15 @@ class _Worker:
         for sock, address in self.sockets:
             info = ListenerInfo(listeners[address])
             context = self.security.tls.get(address)
-            tls = {"ssl": context, "ssl_handshake_timeout": rt.header_timeout} if context is not None else {}
-            server = loop.run_until_complete(
-                loop.create_server(lambda info=info: ClientProtocol(rt, info), sock=sock, backlog=BACKLOG, **tls)
-            )
+            if context is not None:
+                server = loop.run_until_complete(loop.create_server(
+                    lambda info=info: _TlsClientProtocol.accepted(rt, info), sock=sock, backlog=BACKLOG,
+                    ssl=context, ssl_handshake_timeout=rt.header_timeout,
+                ))
+            else:
+                server = loop.run_until_complete(
+                    loop.create_server(lambda info=info: ClientProtocol(rt, info), sock=sock, backlog=BACKLOG)
+                )
             self.servers.append(server)
         if self.push_sock is not None and rt.bridge is not None:
             loop.run_until_complete(rt.bridge.listen(self.push_sock))
@@ -165,7 +204,7 @@ class _Worker:
         self._check_drained()
 
     def _check_drained(self) -> None:
-        if not self.rt.connections:
+        if not self.rt.connections and not _TlsClientProtocol.handshaking(self.rt.header_timeout):
             self._finish()
         else:
             self.loop.call_later(0.05, self._check_drained)
