@@ -46,16 +46,19 @@ class GenerationProcesses:
         self,
         close_fds: Callable[[set[int]], None],
         lifeline_fd: int,
-        name: str = "checker",
+        name: str = "health checker",
         run: Callable[[Any, int], NoReturn] = run_checker,
+        title: str = "checker",
     ) -> None:
         """`close_fds(keep)` closes, in a freshly forked child, every descriptor the master owns
-        except `keep`."""
+        except `keep`. `name` is what log lines call the process, `title` its process title
+        (`fastgw: TITLE (generation N)`, docs/operations.md)."""
         self._close_fds = close_fds
         self._lifeline = lifeline_fd
         self._checkers: dict[int, _Checker] = {}
         self._stopping = False
         self.name = name
+        self.title = title
         self._run = run
 
     def start(self, generation: int, payload: Any) -> None:
@@ -72,7 +75,7 @@ class GenerationProcesses:
         pid = os.fork()
         if pid == 0:
             try:
-                set_title(f"fastgw: {self.name} (generation {checker.generation})")
+                set_title(f"fastgw: {self.title} (generation {checker.generation})")
                 fds = getattr(checker.shared, "fds", None)
                 self._close_fds({self._lifeline, *(fds() if fds is not None else ())})
             finally:

@@ -117,7 +117,7 @@ class Master:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.checkers = HealthCheckers(self._close_in_child, self._life_r)
-        self.agents = GenerationProcesses(self._close_in_child, self._life_r, "auth agent", run_agent)
+        self.agents = GenerationProcesses(self._close_in_child, self._life_r, "auth agent", run_agent, "auth agent")
         """The auth agent of each generation that needs one, kept until its last worker is gone."""
         self.securities: dict[int, Security] = {}
         self.metrics = MetricsHub()
