@@ -5,6 +5,8 @@ included."""
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -179,3 +181,19 @@ def test_server_down_fails_closed_and_cached_tokens_still_pass(gw: Gateway, auth
         assert get(gw, "/opaque/echo", [("Authorization", "Bearer tok-active")]).status == 200
     finally:
         authserver.mode()
+
+
+def test_a_killed_auth_agent_is_replaced_and_workers_reconnect(gw: Gateway, authserver: AuthServer) -> None:
+    with open(f"/proc/{gw.master_pid}/task/{gw.master_pid}/children") as f:
+        helpers = {int(p) for p in f.read().split()} - set(gw.workers)
+    assert len(helpers) == 1, helpers  # the auth agent (no health checks in this config)
+    agent = helpers.pop()
+    start = len(gw.lines)
+    os.kill(agent, signal.SIGKILL)
+    gw.wait_line(rf"auth agent {agent} exited \(signal SIGKILL\); restarting it", start=start)
+    authserver.set_tokens({"tok-after": {"active": True, "sub": "u9", "exp": int(time.time()) + 600}})
+    deadline = time.monotonic() + 10
+    while (resp := get(gw, "/opaque/echo", [("Authorization", "Bearer tok-after")])).status != 200:
+        assert resp.status == 503, resp.summary()  # fails closed while there is no agent
+        assert time.monotonic() < deadline, "no agent answered again"
+    assert headers_of(resp)["x-user-id"] == ["u9"]
