@@ -248,7 +248,7 @@ class BridgeConnection:
         if self.state != OPEN:
             return
         if self.route.close_on_error:
-            self.close(1011, f"upstream failed: {message}"[:120])
+            self.close(1011, f"upstream failed: {message}".encode()[:120].decode("utf-8", "ignore"))
             return
         error = {"error": {"status": status, "code": code, "message": message, "request_id": rid.decode("latin-1")}}
         self._send(orjson.dumps(error).decode("ascii"), True)

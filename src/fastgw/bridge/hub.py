@@ -84,7 +84,8 @@ class BridgeHub:
                 return 404, {"error": "no such connection (unknown, or closed)"}
             return 202, {"queued": status == 203}
         if op == OP_CLOSE:
-            conn.close(1000, payload.decode("utf-8", "replace")[:120] or "closed by the backend")
+            # A close reason is at most 123 bytes of UTF-8.
+            conn.close(1000, payload[:120].decode("utf-8", "ignore") or "closed by the backend")
             return 202, {"closing": True}
         if op == OP_INFO:
             return 200, conn.info()

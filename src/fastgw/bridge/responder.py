@@ -73,7 +73,7 @@ class BridgeRoute:
         """The route key of a text message: the `route_key` field of its JSON object when that is
         a string or number of visible ASCII (at most MAX_ROUTE_KEY bytes), else `$default`."""
         keys = self.route_key
-        if keys is None or not message.startswith("{"):
+        if keys is None or not message.lstrip(" \t\r\n").startswith("{"):
             return _DEFAULT
         try:
             value: Any = orjson.loads(message)
