@@ -3,7 +3,6 @@ uses, built once per worker from a validated `Config`."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import time
 from collections.abc import Coroutine
@@ -36,11 +35,11 @@ TICK = 0.1
 class ListenerInfo:
     """What a request needs from the listener it came in on, rendered once."""
 
-    __slots__ = ("address", "forwarded_lines", "underscores_in_headers")
+    __slots__ = ("address", "scheme", "forwarded_lines", "underscores_in_headers")
 
     def __init__(self, listener: Listener) -> None:
         self.address = address = listener.address
-        proto = b"https" if listener.tls is not None else b"http"
+        self.scheme = proto = b"https" if listener.tls is not None else b"http"
         self.forwarded_lines = b"x-forwarded-proto: %s\r\nx-forwarded-port: %d\r\n" % (proto, address.port)
         self.underscores_in_headers = listener.underscores_in_headers
 
@@ -85,25 +84,10 @@ class Runtime:
         self.draining = False
         self.drain_started = 0.0
         self.tasks: set[asyncio.Task[Any]] = set()
-        self._trusted = config.trusted_proxies
-        self._trust_cache: dict[str, bool] = {}
         self.ids = RequestIds(os.urandom(5).hex().encode() + b"-")
         self.date_line = b""
         self._date_second = -1
         self._sweeper: asyncio.TimerHandle | None = None
-
-    def is_trusted(self, ip: str) -> bool:
-        cached = self._trust_cache.get(ip)
-        if cached is None:
-            try:
-                addr = ipaddress.ip_address(ip)
-                cached = any(addr in net for net in self._trusted)
-            except ValueError:
-                cached = False
-            if len(self._trust_cache) > 10000:
-                self._trust_cache.clear()
-            self._trust_cache[ip] = cached
-        return cached
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(coro)

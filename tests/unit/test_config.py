@@ -459,23 +459,6 @@ def test_header_edits(tmp_path: Path, edit: str, expected: str) -> None:
     assert found.startswith(f"8: routes[0].headers.{expected}"), found
 
 
-@pytest.mark.parametrize(
-    ("where", "snippet", "key"),
-    [
-        ("route", "websocket: true", "routes[0].websocket"),
-    ],
-)
-def test_keys_not_supported_yet(tmp_path: Path, where: str, snippet: str, key: str) -> None:
-    text = {
-        "top": MINIMAL + snippet + "\n",
-        "route": MINIMAL + f"    {snippet}\n",
-        "listen": MINIMAL.replace('{address: "127.0.0.1:8080"}', f'{{address: "127.0.0.1:8080", {snippet}}}'),
-    }[where]
-    name = key.rpartition(".")[2].rpartition("]")[2] or key
-    found = only_problem(tmp_path, text)
-    assert found.endswith(f": {key}: '{name}' is not supported yet by this version"), found
-
-
 def test_yaml_syntax_error_reports_its_line(tmp_path: Path) -> None:
     text = MINIMAL + "limits:\n  max_head: [32KiB\n  max_headers: 10\n"
     found = only_problem(tmp_path, text)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fastgw._proxy import AccessFilter, CorsFilter, Reply, Request, as_filter
+from fastgw._proxy import AccessFilter, CorsFilter, ListenerContext, Reply, Request, as_filter
 from fastgw.config.load import load_text
 from fastgw.http.protocol import ClientProtocol
 from fastgw.pipeline import RequestPhase, ResponsePhase
@@ -87,7 +87,7 @@ class Harness:
         self.rt = Runtime(self.config, self.loop, 1)
         self.rt.date_line = b"date: Sat, 05 Dec 2026 00:00:00 GMT\r\n"
         self.client = FakeTransport()
-        self.proto = ClientProtocol(self.rt, ListenerInfo(self.config.listen[0]))
+        self.proto = ClientProtocol(ListenerContext(self.rt, ListenerInfo(self.config.listen[0])))
         self.proto.connection_made(self.client)
         self.upstreams: list[tuple[Any, FakeTransport]] = []
         self.refill()

@@ -16,6 +16,13 @@ cdef struct IpRule:
 
 
 @cython.final
+cdef class IpSet:
+    cdef IpRule* rules
+    cdef int count
+    cdef bint contains(self, bytes ip)
+
+
+@cython.final
 cdef class AccessFilter(Filter):
     cdef IpRule* rules
     cdef int count

@@ -32,6 +32,54 @@ cdef inline bint _in_prefix(const uint8_t* addr, const uint8_t* net, int bits) n
     return (addr[i] & mask) == (net[i] & mask)
 
 
+cdef IpRule* _rules(networks, deny_flags) except NULL:
+    """The networks as IpRules (IPv4 as IPv4-mapped IPv6), in one allocation."""
+    cdef int n = len(networks), i = 0, j
+    cdef IpRule* rules = <IpRule*>PyMem_Malloc(max(1, n) * sizeof(IpRule))
+    cdef bytes packed
+    if rules == NULL:
+        raise MemoryError()
+    for network, deny in zip(networks, deny_flags):
+        if network.version == 4:
+            packed = b"\0" * 10 + b"\xff\xff" + network.network_address.packed
+            rules[i].prefix = network.prefixlen + 96
+        else:
+            packed = network.network_address.packed
+            rules[i].prefix = network.prefixlen
+        for j in range(16):
+            rules[i].addr[j] = packed[j]
+        rules[i].deny = deny
+        i += 1
+    return rules
+
+
+@cython.final
+cdef class IpSet:
+    """A set of networks and the question every proxy asks of it: is this address in one of
+    them (`trusted_proxies`)."""
+
+    def __init__(self, networks):
+        networks = list(networks)
+        self.count = len(networks)
+        self.rules = _rules(networks, [False] * self.count)
+
+    def __dealloc__(self):
+        PyMem_Free(self.rules)
+
+    cdef bint contains(self, bytes ip):
+        cdef uint8_t addr[16]
+        cdef int i
+        if not self.count or ip is None or not _parse_ip(ip, addr):
+            return False
+        for i in range(self.count):
+            if _in_prefix(addr, self.rules[i].addr, self.rules[i].prefix):
+                return True
+        return False
+
+    def __contains__(self, ip):
+        return self.contains(ip.encode() if isinstance(ip, str) else ip)
+
+
 @cython.final
 cdef class AccessFilter(Filter):
     """IP access control: the most specific network that holds the client address decides (a
@@ -39,26 +87,11 @@ cdef class AccessFilter(Filter):
     A refusal is a 403 JSON error."""
 
     def __init__(self, allow, deny):
-        networks = [(n, False) for n in allow] + [(n, True) for n in deny]
+        networks = list(allow) + list(deny)
         self.request_phase = RQ_ACCESS
         self.has_allow = bool(allow)
         self.count = len(networks)
-        self.rules = <IpRule*>PyMem_Malloc(max(1, self.count) * sizeof(IpRule))
-        if self.rules == NULL:
-            raise MemoryError()
-        cdef int i = 0
-        cdef bytes packed
-        for network, deny in networks:
-            if network.version == 4:
-                packed = b"\0" * 10 + b"\xff\xff" + network.network_address.packed
-                self.rules[i].prefix = network.prefixlen + 96
-            else:
-                packed = network.network_address.packed
-                self.rules[i].prefix = network.prefixlen
-            for j in range(16):
-                self.rules[i].addr[j] = packed[j]
-            self.rules[i].deny = deny
-            i += 1
+        self.rules = _rules(networks, [False] * len(allow) + [True] * len(deny))
 
     def __dealloc__(self):
         PyMem_Free(self.rules)

@@ -71,8 +71,6 @@ cdef class CacheFilter(Filter):
     cdef object wall_clock           # None: CLOCK_REALTIME from C; else a callable giving ns (tests)
     cdef public object client        # the worker's UpstreamClient: background revalidation
                                      #   (stale-while-revalidate); None: the claimant revalidates
-    cdef object _listener            # the listener last seen, and its scheme
-    cdef bytes _scheme
     cdef bytes _inm                  # the last scanned request's conditionals
     cdef bytes _ims
     cdef OutBuf kb                   # key rendering

@@ -252,7 +252,6 @@ cdef class CacheFilter(Filter):
         self.strip = _NEVER_STORED + tuple(bytes(n).lower() for n in strip)
         self.client = client
         self.wall_clock = wall_clock
-        self._scheme = b"http"
 
     def __dealloc__(self):
         buf_free(&self.kb)
@@ -267,12 +266,7 @@ cdef class CacheFilter(Filter):
     cdef bytes scheme_of(self, Request req):
         if req.ex is None:
             return b"http"
-        listener = (<ClientCore>req.ex).listener
-        if listener is not self._listener:
-            self._listener = listener
-            lines = getattr(listener, "forwarded_lines", b"")
-            self._scheme = b"https" if b"x-forwarded-proto: https" in lines else b"http"
-        return self._scheme
+        return (<ClientCore>req.ex).ctx.scheme
 
     cdef bytes url_key(self, bytes scheme, bytes host, bytes path, bytes query):
         """`GET <scheme>://<host>/<path>?<query>`: the host lower-cased, its default port dropped."""

@@ -45,9 +45,32 @@ cdef class RequestIds:
     cpdef bytes next(self)
 
 
+@cython.final
+cdef class ListenerContext:
+    # What every connection of one listener in one worker shares, read once per worker rather
+    # than once per connection: the runtime's tables and limits, the listener's lines, the
+    # trusted proxies, and the last Host that passed validation.
+    cdef readonly object rt
+    cdef object replies
+    cdef RouteTrie trie
+    cdef AccessLog alog
+    cdef MetricsRecorder metrics
+    cdef RequestIds ids
+    cdef set connections
+    cdef IpSet trusted
+    cdef Py_ssize_t max_head
+    cdef Py_ssize_t max_headers
+    cdef Py_ssize_t max_url
+    cdef Py_ssize_t max_body
+    cdef bytes fwd_lines
+    cdef readonly bytes scheme       # b"http" or b"https": part of a cache key
+    cdef bint underscores
+    cdef bytes valid_host            # the last Host value that passed valid_host()
+
+
 cdef class ClientCore:
+    cdef ListenerContext ctx
     cdef object rt
-    cdef object listener
     cdef public object transport
     cdef object parser
     cdef object replies
@@ -61,8 +84,8 @@ cdef class ClientCore:
     cdef UpstreamCore up
     cdef object deferred             # a parse error found while a request was still being served
     cdef public bytes peer
-    cdef bytes last_host
     cdef bytes fwd_lines
+    cdef readonly bytes scheme       # b"http" or b"https": part of a cache key
     cdef OutBuf out
     cdef OutBuf head
     cdef public double last_active

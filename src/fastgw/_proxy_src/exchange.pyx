@@ -185,24 +185,47 @@ cdef class RequestIds:
 
 # ---- the client side -------------------------------------------------------------------------
 
-cdef class ClientCore:
-    """One downstream connection; see exchange.pxd for the call order."""
+@cython.final
+cdef class ListenerContext:
+    """See exchange.pxd: built by the worker for each of its listeners; `ClientProtocol(ctx)`
+    (a functools.partial of it is the listener's protocol factory) starts each connection."""
 
     def __init__(self, rt, listener):
         self.rt = rt
-        self.listener = listener
-        self.parser = _RequestParser(self)
         self.replies = rt.replies
         self.trie = rt.trie
         self.alog = rt.access.core
         self.metrics = rt.metrics.recorder
         self.ids = rt.ids
+        self.connections = rt.connections
+        self.trusted = IpSet(rt.config.trusted_proxies)
         self.max_head = rt.max_head
         self.max_headers = rt.max_headers
         self.max_url = rt.max_url
         self.max_body = rt.max_body
         self.fwd_lines = listener.forwarded_lines
+        self.scheme = listener.scheme
         self.underscores = listener.underscores_in_headers
+
+
+cdef class ClientCore:
+    """One downstream connection; see exchange.pxd for the call order."""
+
+    def __init__(self, ListenerContext ctx not None):
+        self.ctx = ctx
+        self.rt = ctx.rt
+        self.parser = _RequestParser(self)
+        self.replies = ctx.replies
+        self.trie = ctx.trie
+        self.alog = ctx.alog
+        self.metrics = ctx.metrics
+        self.ids = ctx.ids
+        self.max_head = ctx.max_head
+        self.max_headers = ctx.max_headers
+        self.max_url = ctx.max_url
+        self.max_body = ctx.max_body
+        self.fwd_lines = ctx.fwd_lines
+        self.underscores = ctx.underscores
         self.peer = b""
         self.last_active = _now()
 
@@ -213,12 +236,12 @@ cdef class ClientCore:
     # asyncio callbacks
 
     def connection_made(self, transport):
+        cdef ListenerContext ctx = self.ctx
         self.transport = transport
         peer = transport.get_extra_info("peername")
-        ip = peer[0] if peer else ""
-        self.peer = ip.encode()
-        self.trusted = self.rt.is_trusted(ip)
-        self.rt.connections.add(self)
+        self.peer = (<str>peer[0]).encode() if peer else b""
+        self.trusted = ctx.trusted.contains(self.peer)
+        ctx.connections.add(self)
         if self.rt.draining:
             self.closing = True
 
@@ -296,7 +319,7 @@ cdef class ClientCore:
 
     def connection_lost(self, exc):
         self.closing = True
-        self.rt.connections.discard(self)
+        self.ctx.connections.discard(self)
         if self.tunnel is not None:
             self.tunnel.close("client closed")
             return
@@ -478,10 +501,10 @@ cdef class ClientCore:
             return self.refuse(req, 400, "duplicate Host header", True)
         if req.host_count == 0 and req.ver == 11:
             return self.refuse(req, 400, "missing Host header", True)
-        if req.host is not None and req.host != self.last_host:
+        if req.host is not None and req.host != self.ctx.valid_host:
             if not valid_host(req.host):
                 return self.refuse(req, 400, "invalid Host header", True)
-            self.last_host = req.host
+            self.ctx.valid_host = req.host
         if req.te is not None:
             if req.ver == 10:
                 # RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
@@ -1484,9 +1507,9 @@ cdef class ClientCore:
                     addrs.append(part)
         if not addrs:
             return req.peer
-        is_trusted = self.rt.is_trusted
+        cdef IpSet trusted = self.ctx.trusted
         for part in reversed(addrs):
-            if not is_trusted(part.decode("latin-1")):
+            if not trusted.contains(part):
                 return part
         return addrs[0]
 

@@ -59,7 +59,6 @@ SECTIONS: dict[str, Callable[[Report, Path, Any, Context], Any]] = {
     "tracing": validate_tracing,
 }
 TOP_LEVEL = ("workers", "grace_period", "pidfile", *SECTIONS)
-TOP_LEVEL_UNSUPPORTED: tuple[str, ...] = ()
 
 
 def load(path: str, *, host_checks: bool = False) -> Config:
@@ -105,7 +104,7 @@ def validate_config(report: Report, data: Any, source: str) -> Config:
     """The model of the top-level mapping `data` (read from the file `source`), every problem
     recorded in `report`. Top-level scalars are validated here, before the sections."""
     base_dir = os.path.dirname(source)
-    present = section(report, (), data, TOP_LEVEL, required=("listen",), unsupported=TOP_LEVEL_UNSUPPORTED)
+    present = section(report, (), data, TOP_LEVEL, required=("listen",))
     if present is None:
         return Config(source=source, workers=1)
     values = fields(report, (), present, {"grace_period": validate_duration, "pidfile": file_path(base_dir)})

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from .yamlsrc import Document, Path, format_path, kind_of
 
 __all__ = [
-    "NOT_SUPPORTED",
     "ConfigError",
     "Context",
     "Report",
@@ -31,7 +30,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-NOT_SUPPORTED = "is not supported yet by this version"
 # The names a config gives its upstreams, rate limits and the like.
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -117,9 +115,8 @@ def section(
     known: Collection[str],
     *,
     required: Collection[str] = (),
-    unsupported: Collection[str] = (),
 ) -> dict[str, Any] | None:
-    """The known keys of a mapping, after reporting unknown, not-yet-supported and missing ones;
+    """The known keys of a mapping, after reporting unknown and missing ones;
     None (reported) when `value` is not a mapping at all."""
     if not isinstance(value, dict):
         report.error(path, f"expected a mapping, got {kind_of(value)}")
@@ -127,12 +124,10 @@ def section(
     present: dict[str, Any] = {}
     for key, item in value.items():
         key_path = (*path, str(key))
-        if key in unsupported:
-            report.error(key_path, f"{key!r} {NOT_SUPPORTED}", at_key=True)
-        elif key in known:
+        if key in known:
             present[key] = item
         else:
-            suggestion = suggest(str(key), [*known, *unsupported])
+            suggestion = suggest(str(key), list(known))
             report.error(key_path, f"unknown key {key!r}{suggestion}", at_key=True)
     for key in required:
         if key not in value:

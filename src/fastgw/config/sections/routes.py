@@ -34,7 +34,6 @@ from .websocket import validate_websocket
 
 __all__ = ["validate_routes"]
 
-ROUTE_UNSUPPORTED: tuple[str, ...] = ()
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
 # Visible ASCII that a normalized request path may contain as is; '%' is checked separately, and
 # '{' '}' only ever delimit parameters.
@@ -90,11 +89,11 @@ def validate_route(
     upstream_names: Collection[str],
     limit_names: Collection[str],
 ) -> Route | None:
-    present = section(report, path, value, ROUTE_KEYS, required=("match",), unsupported=ROUTE_UNSUPPORTED)
+    present = section(report, path, value, ROUTE_KEYS, required=("match",))
     if present is None:
         return None
     targets = [key for key in TARGET_KEYS if key in value]
-    choices = ", ".join(k for k in TARGET_KEYS if k not in ROUTE_UNSUPPORTED)
+    choices = ", ".join(TARGET_KEYS)
     # A WebSocket bridge answers its route's requests itself (fastgw.bridge): it is the target.
     bridged = isinstance(value, dict) and isinstance(value.get("websocket"), dict) and "bridge" in value["websocket"]
     if bridged:
@@ -102,9 +101,7 @@ def validate_route(
             report.error((*path, targets[0]), f"a route with websocket.bridge answers at the gateway: remove "
                          f"{' and '.join(targets)} (the bridge names its own upstream)", at_key=True)
         targets = ["websocket"]
-    if any(key in value for key in ROUTE_UNSUPPORTED):
-        pass  # reported as not supported yet; what else the route lacks would only confuse
-    elif not targets:
+    if not targets:
         report.error(path, f"needs one of {choices}: where its requests go")
     elif len(targets) > 1:
         report.error(path, f"needs exactly one of {choices}, found {' and '.join(targets)}")
