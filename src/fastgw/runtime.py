@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from email.utils import formatdate
 from typing import Any
 
@@ -29,7 +29,36 @@ from fastgw.upstream.pool import UpstreamGroup
 from fastgw.upstream.shared import UpstreamShared
 
 TICK = 0.1
-"""Seconds between sweeps: the resolution of every timeout and of the coarse clock."""
+"""Seconds between sweeps: the resolution of every timeout, of the coarse clock and of the periods
+of `Periodic` jobs."""
+
+
+class Periodic:
+    """A worker's periodic jobs (the heartbeat, copies of counters, checks of key sources, sweeps
+    of leases, the drain's end), run by its sweeper: one timer for the whole worker, so no job
+    schedules itself, keeps a handle or has to be cancelled. A job runs at the tick nearest its
+    time, so its period is kept on average; one that raises is logged and stays scheduled."""
+
+    __slots__ = ("_jobs",)
+
+    def __init__(self) -> None:
+        self._jobs: list[list[Any]] = []
+        """[due, period, job] per job."""
+
+    def every(self, period: float, job: Callable[[], None], now: float) -> None:
+        """Runs `job()` every `period` seconds (at least TICK), the first time `period` after `now`."""
+        period = max(period, TICK)
+        self._jobs.append([now + period, period, job])
+
+    def run_due(self, now: float) -> None:
+        for entry in self._jobs:
+            if now + TICK / 2 >= entry[0]:
+                due = entry[0] + entry[1]
+                entry[0] = due if due > now else now + entry[1]
+                try:
+                    entry[2]()
+                except Exception as exc:
+                    log_exception("periodic job", exc)
 
 
 class ListenerInfo:
@@ -54,6 +83,7 @@ class Runtime:
         self.loop = loop
         self.generation = generation
         self.clock = Clock(monotonic())
+        self.periodic = Periodic()
         self.groups = {
             name: UpstreamGroup(up, self.clock, loop, shared.view(up, slot) if shared is not None else None)
             for name, up in config.upstreams.items()
@@ -65,7 +95,7 @@ class Runtime:
         self.tracing = attach_tracing(self)
         self.rate_limits = attach_rate_limits(self, buckets, slot)
         self.global_access = access_filter(config.access)
-        self.auth = WorkerAuth(config, loop, auth) if config.auth else None
+        self.auth = WorkerAuth(config, loop, auth, self.every) if config.auth else None
         self.cache = attach_cache(self, cache, slot)
         self.bridge = attach_bridge(self, generation, slot)
         """The worker's bridged WebSocket connections (None without a bridge route)."""
@@ -88,6 +118,10 @@ class Runtime:
         self.date_line = b""
         self._date_second = -1
         self._sweeper: asyncio.TimerHandle | None = None
+
+    def every(self, period: float, job: Callable[[], None]) -> None:
+        """Runs `job()` from the sweeper every `period` seconds from now on (see `Periodic`)."""
+        self.periodic.every(period, job, monotonic())
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(coro)
@@ -132,6 +166,7 @@ class Runtime:
             self._tick_clock(time.time())
         except Exception as exc:
             log_exception("sweeper", exc)
+        self.periodic.run_due(now)
         self._sweeper = self.loop.call_later(TICK, self._sweep)
 
     def drain(self) -> None:
@@ -155,8 +190,6 @@ class Runtime:
             for pool in group.pools:
                 pool.close_all()
         self.client.close()
-        if self.auth is not None:
-            self.auth.close()
         self.metrics.close(time.time(), monotonic())
         if self.rate_limits is not None:
             self.rate_limits.copy()

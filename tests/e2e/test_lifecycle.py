@@ -211,6 +211,18 @@ def test_crash_loop_backs_off(backend: Backend, tmp_path: Path) -> None:
         assert http_get(g.port, "/echo").status == 200
 
 
+def test_a_worker_killed_by_a_signal_without_a_name_is_replaced(backend: Backend, tmp_path: Path) -> None:
+    """A real-time signal has no name in Python's `signal.Signals`: the exit is logged with its
+    number, the worker replaced, and the master goes on (it used to die on the ValueError)."""
+    sig = signal.SIGRTMIN + 5
+    with Gateway(config_for(backend, workers=1), tmp_path) as g:
+        victim = g.healthz()["workers"][0]
+        os.kill(victim, sig)
+        g.wait_line(rf"worker {victim} \(slot 0\) exited \(signal {int(sig)}\); replacing it", timeout=5)
+        wait_until(lambda: (w := g.healthz()["workers"]) and w[0] != victim, 10, "a replacement worker")
+        assert http_get(g.port, "/echo").status == 200
+
+
 def test_workers_exit_when_master_dies(backend: Backend, tmp_path: Path) -> None:
     with Gateway(config_for(backend), tmp_path) as g:
         workers = list(g.workers)

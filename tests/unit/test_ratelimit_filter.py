@@ -431,10 +431,10 @@ def test_idle_keys_are_dropped(loop: asyncio.AbstractEventLoop, clock: Clock) ->
     settle(loop)
     decide(f, b"2.2.2.2", request())
     clock.advance(cluster.IDLE + 1)
-    lim._sweep()  # 2.2.2.2 still owes its credit: charged first
+    lim.sweep()  # 2.2.2.2 still owes its credit: charged first
     assert set(lim.entries) == {b"2.2.2.2"}
     settle(loop)
-    lim._sweep()
+    lim.sweep()
     assert not lim.entries
 
 

@@ -26,18 +26,17 @@ import asyncio
 import base64
 import hashlib
 import os
-import signal
 import socket
 import ssl
 import struct
 import time
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import orjson
-import uvloop
 
+from fastgw.backoff import Backoff
 from fastgw.config.model import IntrospectionAuth
 from fastgw.log import log_exception, process_log
 
@@ -67,6 +66,7 @@ class JwksFetcher:
         self.log = log
         self.client = _client(source.ca, source.timeout)
         self.failures = 0
+        self.backoff = Backoff(RETRY_FIRST, source.refresh)
 
     async def run(self) -> None:
         slot, source = self.slot, self.source
@@ -80,9 +80,10 @@ class JwksFetcher:
             if now >= due or (asked and now - slot.last_attempt >= REFETCH_INTERVAL):
                 ok = await self.fetch()
                 if ok:
+                    self.backoff.reset()
                     due = time.monotonic() + source.refresh
                 else:
-                    due = time.monotonic() + min(source.refresh, RETRY_FIRST * 2 ** min(self.failures - 1, 10))
+                    due = time.monotonic() + self.backoff.failed()
                 seen = slot.requested
             await asyncio.sleep(POLL)
 
@@ -253,28 +254,7 @@ class Agent:
             writer.write(orjson.dumps({"id": rid, **result}) + b"\n")
 
 
-def run_agent(shared: AuthShared, lifeline_fd: int) -> NoReturn:
-    """Entry point of the agent process, in the child the master forked; never returns. It stops
-    on TERM, INT or QUIT, and when the master's lifeline reports end-of-file."""
-    code = 1
-    try:
-        for sig in (signal.SIGHUP, signal.SIGUSR1):
-            signal.signal(sig, signal.SIG_IGN)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.set_wakeup_fd(-1)
-        loop = uvloop.new_event_loop()
-        asyncio.set_event_loop(loop)
-        main = loop.create_task(Agent(shared).run())
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-            loop.add_signal_handler(sig, main.cancel)
-        loop.add_reader(lifeline_fd, main.cancel)
-        try:
-            loop.run_until_complete(main)
-        except asyncio.CancelledError:
-            pass
-        code = 0
-    except BaseException as exc:
-        log_exception(f"auth agent {os.getpid()}", exc)
-    finally:
-        os._exit(code)
+async def run_agent(shared: AuthShared) -> None:
+    """The auth agent process's work (`fastgw.server.children` runs it in the process the master
+    forks for the generation, and stops it)."""
+    await Agent(shared).run()

@@ -35,12 +35,15 @@ CHECK_EVERY = 0.25
 
 
 class WorkerAuth:
-    """The authenticators of one worker, by auth name, and the timer that keeps their keys
-    current. `shared` is the generation's `AuthShared` (None outside the master: tests building
-    a runtime in-process; JWKS URLs then never get keys)."""
+    """The authenticators of one worker, by auth name, and the periodic check that keeps their
+    keys current (`every(period, job)` schedules it: the worker's `Runtime.every`). `shared` is the
+    generation's `AuthShared` (None outside the master: tests building a runtime in-process; JWKS
+    URLs then never get keys)."""
 
-    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, shared: AuthShared | None) -> None:
-        self.loop = loop
+    def __init__(
+        self, config: Config, loop: asyncio.AbstractEventLoop, shared: AuthShared | None,
+        every: Callable[[float, Callable[[], None]], None],
+    ) -> None:
         if shared is None:
             shared = AuthShared(config.auth)
         self.shared = shared
@@ -67,27 +70,22 @@ class WorkerAuth:
                 raise TypeError(f"unknown auth {spec!r}")
             self.authenticators[name] = authenticator
         self._errors: dict[int, str | None] = {}
-        self._timer: asyncio.TimerHandle | None = None
         if self._watched:
-            self._timer = loop.call_later(CHECK_EVERY, self._check)
+            every(CHECK_EVERY, self.check)
 
-    def _check(self) -> None:
+    def check(self) -> None:
+        """Every CHECK_EVERY: keys reloaded where their source changed, errors logged once."""
         for source, authenticator in self._watched:
             try:
                 if source.check():
                     authenticator.keys_changed()
-            except Exception as exc:  # a bad document must never stop the timer
+            except Exception as exc:  # a bad document is its source's error (logged once below)
                 source.error = str(exc)
             error = source.error
             if error != self._errors.get(id(source)):
                 self._errors[id(source)] = error
                 if error:
                     process_log(f"auth {authenticator.name}: {error}")
-        self._timer = self.loop.call_later(CHECK_EVERY, self._check)
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
 
     def route_filter(self, route: Route) -> Any:
         """The AUTH-phase filter of `route`, or None when it has no `auth`."""

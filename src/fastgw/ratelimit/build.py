@@ -2,7 +2,6 @@
 plans: once per worker, when its runtime is built, never per request."""
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastgw.config.model import Config, Route
@@ -16,27 +15,19 @@ PUBLISH = 0.5
 
 class WorkerRateLimits:
     """One worker's limits by name. The limits count in plain attributes (nothing shared is
-    touched per request); `publish` copies them to the worker's row every PUBLISH seconds, on top
-    of what the slot's previous worker left there, so a replaced worker's counts are kept."""
+    touched per request); `copy` runs every PUBLISH seconds and copies them to the worker's row,
+    on top of what the slot's previous worker left there, so a replaced worker's counts are kept."""
 
-    __slots__ = ("limits", "buckets", "_row", "_base", "_loop")
+    __slots__ = ("limits", "buckets", "_row", "_base")
 
-    def __init__(
-        self, limits: dict[str, Decider], buckets: SharedBuckets, slot: int, loop: asyncio.AbstractEventLoop
-    ) -> None:
+    def __init__(self, limits: dict[str, Decider], buckets: SharedBuckets, slot: int) -> None:
         self.limits = limits
         self.buckets = buckets
         self._row = buckets.row(slot)
         self._base = self._row.tolist()
-        self._loop = loop
-        loop.call_later(PUBLISH, self.publish)
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {name: limit.stats() for name, limit in self.limits.items()}
-
-    def publish(self) -> None:
-        self.copy()
-        self._loop.call_later(PUBLISH, self.publish)
 
     def copy(self) -> None:
         """The counters into the row now (also once more as the worker exits, so that a worker
@@ -66,10 +57,13 @@ def attach_rate_limits(rt: Any, buckets: SharedBuckets | None, slot: int = 0) ->
             assert table is not None
             limits[name] = LocalLimit(spec, table, config.routes)
         else:
-            from .cluster import ClusterLimit
+            from .cluster import SWEEP, ClusterLimit
 
-            limits[name] = ClusterLimit(spec, rt.loop, config.routes)
-    return WorkerRateLimits(limits, buckets, slot, rt.loop)
+            limits[name] = cluster = ClusterLimit(spec, rt.loop, config.routes)
+            rt.every(SWEEP, cluster.sweep)
+    rate_limits = WorkerRateLimits(limits, buckets, slot)
+    rt.every(PUBLISH, rate_limits.copy)
+    return rate_limits
 
 
 def route_rate_limit_filter(rate_limits: WorkerRateLimits | None, route: Route) -> Any:

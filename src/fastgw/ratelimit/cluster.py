@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from fastgw.backoff import Backoff
 from fastgw.config.model import RateLimit, Route
 
 from .filter import STATS, limit_line
@@ -53,6 +54,7 @@ MAX_KEY = 64
 IDLE = 10.0
 """Seconds without a request after which a key's lease is dropped."""
 SWEEP = 1.0
+"""Seconds between two sweeps of a worker's idle leases."""
 MAX_PIPELINE = 512
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 1.0
@@ -146,7 +148,7 @@ class ClusterLimit:
         self._task: asyncio.Task[None] | None = None
         self.down = False
         self._retry_at = 0.0
-        self._backoff = BACKOFF_MIN
+        self._backoff = Backoff(BACKOFF_MIN, BACKOFF_MAX)
         self._policy_refused = False
         self.remaining = 0
         self.reset_s = 0
@@ -158,7 +160,6 @@ class ClusterLimit:
         self.fail_closed = 0
         self.redis_calls = 0
         self.redis_errors = 0
-        self._sweeper = loop.call_later(SWEEP, self._sweep)
 
     # ---- decisions (request path) -------------------------------------------------------------
 
@@ -303,7 +304,7 @@ class ClusterLimit:
     def _answered(self, calls: list[tuple[Lease, int, int]], results: list[Any]) -> None:
         now = self._clock()
         self.down = False
-        self._backoff = BACKOFF_MIN
+        self._backoff.reset()
         for (e, _, want), result in zip(calls, results, strict=True):
             e.queued = False
             if isinstance(result, Exception):
@@ -321,15 +322,14 @@ class ClusterLimit:
     def _failed(self, batch: list[Lease]) -> None:
         self.redis_errors += 1
         self.down = True
-        self._retry_at = self._clock() + self._backoff
-        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+        self._retry_at = self._clock() + self._backoff.failed()
         for e in (*batch, *self._pending):
             e.queued = False
         self._pending.clear()
 
-    def _sweep(self) -> None:
-        """Drops leases of keys idle for IDLE seconds (owing nothing), so memory follows the
-        keys in use."""
+    def sweep(self) -> None:
+        """Every SWEEP seconds (the worker's `Runtime.every`): drops leases of keys idle for IDLE
+        seconds (owing nothing), so memory follows the keys in use."""
         horizon = self._clock() - IDLE
         idle = [k for k, e in self.entries.items() if e.used < horizon and not e.queued]
         for k in idle:
@@ -338,7 +338,6 @@ class ClusterLimit:
                 self._queue(e)  # charged first, dropped by a later sweep
             else:
                 del self.entries[k]
-        self._sweeper = self._loop.call_later(SWEEP, self._sweep)
 
     def _evict(self) -> None:
         for k in list(self.entries)[: max(1, MAX_ENTRIES // 100)]:

@@ -7,7 +7,6 @@ starts its own event loop.
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import selectors
@@ -27,19 +26,18 @@ from fastgw.log import log_exception, process_log
 from fastgw.metrics.shared import MetricsHub, SharedMetrics
 from fastgw.ratelimit import SharedBuckets, shared_buckets
 from fastgw.server.admin import AdminServer
-from fastgw.server.checker import GenerationProcesses, HealthCheckers
+from fastgw.server.children import GenerationProcesses, HealthCheckers, Restarts, exit_words, send_signal
 from fastgw.server.place import place
 from fastgw.server.procinfo import MASTER_TITLE, is_fastgw_master, set_title
 from fastgw.server.security import Security, build_security
 from fastgw.server.sockets import make_listener, probe
-from fastgw.server.worker import WORKER_BOOT_ERROR, run_worker
+from fastgw.server.worker import WORKER_BOOT_ERROR, Worker
 from fastgw.upstream.shared import UpstreamShared
 
 BOOT_TIMEOUT = 30.0
 """Seconds a new worker has to report that it listens before its generation is given up."""
 HEARTBEAT_TIMEOUT = 30.0
 """A ready worker silent for this long is stuck (its loop is blocked) and is killed."""
-MAX_BACKOFF = 5.0
 OLD_ACCEPT_TIMEOUT = 5.0
 """Seconds the announcement of a reloaded generation waits for old workers to stop accepting."""
 _RELOAD_REQUEST = -1
@@ -104,7 +102,7 @@ class Master:
         self.stopping: float | None = None
         self.quick = False
         self.exit_code = 0
-        self.backoff = 0.0
+        self.restarts = Restarts()
         self.respawn_at: dict[int, float] = {}
         self.admin: AdminServer | None = None
         self.pidfile = config.pidfile
@@ -214,7 +212,7 @@ class Master:
                 self._stop(quick=True)
             elif sig == signal.SIGUSR1:
                 for w in self.workers.values():
-                    self._kill(w.pid, signal.SIGUSR1)
+                    send_signal(w.pid, signal.SIGUSR1)
 
     # ---- workers ------------------------------------------------------------------------------
 
@@ -316,6 +314,10 @@ class Master:
         status_r, status_w = os.pipe()
         sockets = self._slot_sockets(gen.config, slot)
         push_master, push_worker = PushRouter.channel() if _bridges(gen.config) else (None, None)
+        worker = Worker(
+            gen.config, gen.number, sockets, status_w, self._life_r, gen.shared, slot, gen.buckets, gen.metrics,
+            gen.security, gen.cache, push_worker,
+        )
         pid = os.fork()
         if pid == 0:
             try:
@@ -326,10 +328,7 @@ class Master:
                     keep.add(push_worker.fileno())
                 self._close_in_child(keep=keep)
             finally:
-                run_worker(
-                    gen.config, gen.number, sockets, status_w, self._life_r, gen.shared, slot, gen.buckets, gen.metrics,
-                    gen.security, gen.cache, push_worker,
-                )
+                worker.main()
         os.close(status_w)
         if push_master is not None and push_worker is not None:
             push_worker.close()
@@ -415,7 +414,7 @@ class Master:
 
     def _worker_exited(self, proc: WorkerProc, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
+        how = exit_words(status)
         for gen in (self.current, self.pending):
             if gen is not None:
                 gen.workers.pop(proc.pid, None)
@@ -432,19 +431,17 @@ class Master:
                 self.exit_code = 1
                 self._stop(quick=True)
                 return
-        lived = time.monotonic() - proc.started
-        self.backoff = min(MAX_BACKOFF, max(0.1, self.backoff * 2)) if lived < 1.0 else 0.0
+        delay = self.restarts.after_exit(time.monotonic() - proc.started)
         self.metrics.restarts += 1
-        process_log(f"worker {proc.pid} (slot {proc.slot}) exited ({how}); replacing it"
-                    + (f" in {self.backoff:.1f}s" if self.backoff else ""))
-        self.respawn_at[proc.slot] = time.monotonic() + self.backoff
+        process_log(f"worker {proc.pid} (slot {proc.slot}) exited ({how}); replacing it{self.restarts.words()}")
+        self.respawn_at[proc.slot] = time.monotonic() + delay
 
     def _supervise(self) -> None:
         now = time.monotonic()
         if self.stopping is not None:
             if now >= self.stopping:
                 for w in self.workers.values():
-                    self._kill(w.pid, signal.SIGKILL)
+                    send_signal(w.pid, signal.SIGKILL)
             return
         cur = self.current
         assert cur is not None
@@ -474,9 +471,9 @@ class Master:
         for w in self.workers.values():
             if w.ready and not w.stopping and now - w.last_seen > HEARTBEAT_TIMEOUT:
                 process_log(f"worker {w.pid} sent no heartbeat for {HEARTBEAT_TIMEOUT:.0f}s; killing it")
-                self._kill(w.pid, signal.SIGKILL)
+                send_signal(w.pid, signal.SIGKILL)
             elif not w.ready and now - w.started > BOOT_TIMEOUT and w.generation == cur.number:
-                self._kill(w.pid, signal.SIGKILL)
+                send_signal(w.pid, signal.SIGKILL)
 
     def _retire_agents(self) -> None:
         """A generation's auth agent and shared auth state go when none of its workers is left
@@ -573,11 +570,11 @@ class Master:
         self.checkers.retire(old.number)
         for w in list(old.workers.values()):
             w.stopping = True
-            self._kill(w.pid, signal.SIGTERM)
+            send_signal(w.pid, signal.SIGTERM)
         for w in self.workers.values():
             if w.generation < new.number and not w.stopping:
                 w.stopping = True
-                self._kill(w.pid, signal.SIGTERM)
+                send_signal(w.pid, signal.SIGTERM)
         self._retire_sockets()
         self._update_admin(new.config)
 
@@ -607,7 +604,7 @@ class Master:
             return
         for w in pending.workers.values():
             w.stopping = True
-            self._kill(w.pid, signal.SIGKILL)
+            send_signal(w.pid, signal.SIGKILL)
         self.checkers.retire(pending.number)
         self._retire_agents()
         self._close_sockets(pending.new_sockets)
@@ -631,18 +628,9 @@ class Master:
         sig = signal.SIGQUIT if quick else signal.SIGTERM
         for w in self.workers.values():
             w.stopping = True
-            self._kill(w.pid, sig)
+            send_signal(w.pid, sig)
         self.checkers.stop()
         self.agents.stop()
-
-    def _kill(self, pid: int, sig: int) -> None:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-        except OSError as exc:
-            if exc.errno != errno.ESRCH:
-                raise
 
     # ---- pidfile and cleanup ------------------------------------------------------------------
 

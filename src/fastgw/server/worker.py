@@ -25,7 +25,7 @@ from fastgw.http.protocol import ClientProtocol
 from fastgw.log import log_exception, process_log
 from fastgw.metrics.shared import SharedMetrics
 from fastgw.ratelimit import SharedBuckets
-from fastgw.runtime import ListenerInfo, Runtime
+from fastgw.runtime import TICK, ListenerInfo, Runtime
 from fastgw.server.procinfo import set_title
 from fastgw.server.security import Security
 from fastgw.server.sockets import BACKLOG
@@ -35,7 +35,7 @@ WORKER_BOOT_ERROR = 3
 """Exit status of a worker that could not start serving: the master must not respawn it blindly."""
 
 HEARTBEAT = 1.0
-
+"""Seconds between two heartbeats (`H` on the status pipe)."""
 
 GC_THRESHOLD = 20_000
 """Allocations of tracked objects between two young-generation collections in a worker (Python's
@@ -49,38 +49,6 @@ def _settle_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
-
-
-def run_worker(
-    config: Config,
-    generation: int,
-    sockets: list[tuple[socket.socket, Address]],
-    status_fd: int,
-    lifeline_fd: int,
-    shared: UpstreamShared | None = None,
-    slot: int = 0,
-    buckets: SharedBuckets | None = None,
-    metrics: SharedMetrics | None = None,
-    security: Security | None = None,
-    cache: SharedCache | None = None,
-    push_sock: socket.socket | None = None,
-) -> NoReturn:
-    """Entry point in the forked child; never returns. `shared` is the generation's shared
-    upstream state, `slot` the worker's slot (where it publishes its upstream stats), `buckets`
-    the rate-limit table the master set up before forking, common to every worker, `metrics` the
-    generation's metrics table (the worker writes row `slot`), `security` the generation's TLS
-    contexts and auth state, `push_sock` the worker's end of its push channel (fastgw.bridge)."""
-    code = WORKER_BOOT_ERROR
-    try:
-        set_title(f"fastgw: worker {slot} (generation {generation})")
-        code = _Worker(
-            config, generation, sockets, status_fd, lifeline_fd, shared, slot, buckets, metrics, security, cache,
-            push_sock,
-        ).run()
-    except BaseException as exc:
-        log_exception(f"worker {os.getpid()}", exc)
-    finally:
-        os._exit(code)
 
 
 class _TlsClientProtocol(ClientProtocol):
@@ -116,7 +84,7 @@ class _TlsClientProtocol(ClientProtocol):
         super().connection_made(transport)
 
 
-class _Worker:
+class Worker:
     def __init__(
         self,
         config: Config,
@@ -132,6 +100,11 @@ class _Worker:
         cache: SharedCache | None = None,
         push_sock: socket.socket | None = None,
     ) -> None:
+        """`shared` is the generation's shared upstream state, `slot` the worker's slot (where it
+        publishes its upstream stats), `buckets` the rate-limit table the master set up before
+        forking, common to every worker, `metrics` the generation's metrics table (the worker
+        writes row `slot`), `security` the generation's TLS contexts and auth state, `push_sock`
+        the worker's end of its push channel (fastgw.bridge)."""
         self.config = config
         self.push_sock = push_sock
         self.cache = cache
@@ -146,6 +119,17 @@ class _Worker:
         self.lifeline_fd = lifeline_fd
         self.servers: list[asyncio.AbstractServer] = []
         self.stopping = False
+
+    def main(self) -> NoReturn:
+        """Entry point in the forked child; never returns."""
+        code = WORKER_BOOT_ERROR
+        try:
+            set_title(f"fastgw: worker {self.slot} (generation {self.generation})")
+            code = self.run()
+        except BaseException as exc:
+            log_exception(f"worker {os.getpid()}", exc)
+        finally:
+            os._exit(code)
 
     def run(self) -> int:
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
@@ -185,7 +169,7 @@ class _Worker:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         loop.add_reader(self.lifeline_fd, self._master_gone)
         os.write(self.status_fd, b"R")
-        loop.call_later(HEARTBEAT, self._heartbeat)
+        rt.every(HEARTBEAT, self._heartbeat)
         try:
             loop.run_until_complete(self.done)
         finally:
@@ -197,8 +181,6 @@ class _Worker:
             os.write(self.status_fd, b"H")
         except OSError:
             self.drain()
-            return
-        self.loop.call_later(HEARTBEAT, self._heartbeat)
 
     def _master_gone(self) -> None:
         self.loop.remove_reader(self.lifeline_fd)
@@ -221,12 +203,11 @@ class _Worker:
         rt.drain()
         self.loop.call_later(self.config.grace_period, self._finish)
         self._check_drained()
+        rt.every(TICK, self._check_drained)
 
     def _check_drained(self) -> None:
         if not self.rt.connections and not _TlsClientProtocol.handshaking(self.rt.header_timeout):
             self._finish()
-        else:
-            self.loop.call_later(0.05, self._check_drained)
 
     def _finish(self) -> None:
         if not self.done.done():

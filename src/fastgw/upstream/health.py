@@ -13,18 +13,14 @@ workers read them.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import re
-import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
-
-import uvloop
+from typing import Any
 
 from fastgw.config.model import HealthCheck
-from fastgw.log import log_exception, process_log
+from fastgw.log import process_log
 from fastgw.tls import upstream_context, upstream_server_hostname
 from fastgw.upstream.shared import (
     HEALTHY,
@@ -180,29 +176,8 @@ class HealthChecker:
         self.table.write(entry.index, machine.record)
 
 
-def run_checker(shared: UpstreamShared, lifeline_fd: int) -> NoReturn:
-    """Entry point of the health-checker process, in the child the master forked; never
-    returns. It stops on TERM, INT or QUIT, and when the master's lifeline reports end-of-file."""
-    code = 1
-    try:
-        for sig in (signal.SIGHUP, signal.SIGUSR1):
-            signal.signal(sig, signal.SIG_IGN)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.set_wakeup_fd(-1)
-        assert shared.health is not None
-        loop = uvloop.new_event_loop()
-        asyncio.set_event_loop(loop)
-        main = loop.create_task(HealthChecker(shared.entries, shared.health).run())
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-            loop.add_signal_handler(sig, main.cancel)
-        loop.add_reader(lifeline_fd, main.cancel)
-        try:
-            loop.run_until_complete(main)
-        except asyncio.CancelledError:
-            pass
-        code = 0
-    except BaseException as exc:
-        log_exception(f"health checker {os.getpid()}", exc)
-    finally:
-        os._exit(code)
+async def run_checker(shared: UpstreamShared) -> None:
+    """The health checker process's work (`fastgw.server.children` runs it in the process the
+    master forks for the generation, and stops it)."""
+    assert shared.health is not None
+    await HealthChecker(shared.entries, shared.health).run()
