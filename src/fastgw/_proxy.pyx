@@ -7,7 +7,7 @@ buckets) it cimports. Not an API: embed `fastgw._core` instead."""
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint64_t
-from libc.string cimport memchr
+from libc.string cimport memchr, memcmp
 
 include "_proxy_src/headers.pyx"
 include "_proxy_src/keys.pyx"

@@ -99,6 +99,7 @@ cdef class ClientCore:
     cdef bint halted                 # answered locally and closing: parse nothing more
     cdef bint underscores            # the listener forwards header names with `_`
     cdef bint trusted
+    cdef bint v11                    # the request being read has an ` HTTP/1.1` request line
     cdef Tunnel tunnel               # after a WebSocket 101: both connections are one tunnel
     cdef bytes early                 # bytes the client sent after an upgrade request, held
     cdef object handler              # after a local 101 (Reply.switching): owns the connection

@@ -138,6 +138,15 @@ cdef bint _versionless_line(bytes data, bytes url):
     return line.endswith(b" " + url) and b" HTTP/" not in line
 
 
+cdef bint _v11_line(bytes data):
+    """Whether `data` starts with a request line ending in ` HTTP/1.1`: llhttp accepts nothing
+    but the version there, so the request is HTTP/1.1 or refused, and the parser need not be asked
+    (its get_http_version formats a str per request)."""
+    cdef const char* p = PyBytes_AS_STRING(data)
+    cdef const char* nl = <const char*>memchr(p, 10, PyBytes_GET_SIZE(data))
+    return nl != NULL and nl - p >= 10 and memcmp(nl - 10, b" HTTP/1.1\r", 10) == 0
+
+
 cdef bint _asks_websocket(Request req):
     """`Upgrade: websocket` (one of the listed protocols) with `upgrade` among the Connection
     tokens (RFC 6455 §4.1). Any other upgrade (h2c, ...) is never forwarded."""
@@ -256,7 +265,10 @@ cdef class ClientCore:
             return
         self.last_active = _now()
         cdef Request req = self.req
-        if req is not None and req.rx == RX_HEAD:
+        if req is None:
+            # Between requests, so `data` starts the next one.
+            self.v11 = _v11_line(data)
+        elif req.rx == RX_HEAD:
             req.raw_head += len(data)
         try:
             self.parser.feed_data(data)
@@ -427,10 +439,14 @@ cdef class ClientCore:
     def on_headers_complete(self):
         cdef Request req = self.req
         parser = self.parser
-        version = parser.get_http_version()
-        if version == "0.9":
-            raise Reject(400, "request line without an HTTP version")
-        req.ver = 11 if version == "1.1" else (10 if version == "1.0" else 0)
+        if self.v11:
+            self.v11 = False
+            req.ver = 11
+        else:
+            version = parser.get_http_version()
+            if version == "0.9":
+                raise Reject(400, "request line without an HTTP version")
+            req.ver = 11 if version == "1.1" else (10 if version == "1.0" else 0)
         req.method = parser.get_method()
         req.keep_alive = parser.should_keep_alive()
         # No body follows: the request is complete now, so a local answer need not close.
@@ -516,15 +532,16 @@ cdef class ClientCore:
         if req.expect is not None and req.expect.lower() != b"100-continue":
             return self.refuse(req, 417, None, True)
         cdef bytes url = req.url
-        if url[:1] != b"/":
+        if PyBytes_AS_STRING(url)[0] != b"/":
             if not self.absolute_form(req):
                 return
             url = req.url
-        cdef Py_ssize_t q = url.find(b"?")
+        cdef const char* u = PyBytes_AS_STRING(url)
+        cdef const char* q = <const char*>memchr(u, b"?", PyBytes_GET_SIZE(url))
         cdef bytes raw_path
-        if q >= 0:
-            raw_path = url[:q]
-            req.query = url[q:]
+        if q != NULL:
+            raw_path = url[:q - u]
+            req.query = url[q - u:]
         else:
             raw_path = url
         if b"#" in req.query:
