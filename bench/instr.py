@@ -7,6 +7,9 @@ and divides the second dump's total by the batch size. What it counts is user-sp
 (the kernel's share of the same four syscalls per request is alike for both proxies), which is
 exactly the part Python adds. The top functions of the measured dump are printed so that every
 optimisation starts from a profile.
+
+With `--syscalls`, the worker runs without valgrind and `strace -c` counts the system calls it
+makes during the measured batch instead: the kernel's side of the same comparison.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -113,6 +118,28 @@ def _dump(pid: int, out_dir: Path, before: set[Path]) -> Path:
     raise RuntimeError(f"callgrind did not dump pid {pid}")
 
 
+def _count_syscalls(target: str, worker: int, out_dir: Path, requests: int, send: Callable[[], None]) -> float:
+    """`strace -c` on the worker around `send`; prints the calls per request by name."""
+    out = out_dir / "strace.txt"
+    tracer = subprocess.Popen(["strace", "-c", "-q", "-o", str(out), "-p", str(worker)], stderr=subprocess.PIPE)
+    # strace says nothing once attached: wait until the worker's status shows the tracer.
+    deadline = time.monotonic() + 30
+    while "TracerPid:\t0\n" in Path(f"/proc/{worker}/status").read_text() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    send()
+    tracer.send_signal(signal.SIGINT)
+    tracer.wait(30)
+    rows = {}
+    for line in out.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[-1] not in ("syscall", "total") and fields[3].isdigit():
+            rows[fields[-1]] = int(fields[3])
+    total = sum(rows.values()) / requests
+    detail = ", ".join(f"{name} {calls / requests:.2f}" for name, calls in sorted(rows.items(), key=lambda r: -r[1]))
+    print(f"{target}: {total:.2f} syscalls/request ({requests} requests): {detail}")
+    return total
+
+
 def _worker_pid(master: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -148,6 +175,7 @@ def measure(
     keepalive: int = 64,
     metrics: bool = True,
     tracing: str | None = None,
+    syscalls: bool = False,
 ) -> float:
     out_dir = work / f"cg-{target}"
     out_dir.mkdir()
@@ -156,6 +184,10 @@ def measure(
     request = _request(scenario)
     # TLS scenarios: both proxies on a TLS listener with the same certificate (bench/tlscert.py).
     tls = (free_port(), *tlscert.make_cert(work)) if scenario.tls else None
+
+    def wrap(argv: list[str]) -> list[str]:
+        return argv if syscalls else _valgrind(out_dir, argv)
+
     if target == "fastgw":
         doc = gateway.config(
             port, 1, upstream, keepalive, work / "fastgw-access.log", [scenario], metrics=metrics, tracing=tracing,
@@ -164,7 +196,7 @@ def measure(
         path = work / "fastgw.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         server = Server(
-            "fastgw", _valgrind(out_dir, [sys.executable, "-m", "fastgw", "run", "-c", str(path)]), work / "fastgw.log"
+            "fastgw", wrap([sys.executable, "-m", "fastgw", "run", "-c", str(path)]), work / "fastgw.log"
         )
         server.wait_line(loadtest_gateway.READY, 300)
     else:
@@ -172,7 +204,7 @@ def measure(
         prefix.mkdir()
         conf = nginx.proxy_config(prefix, port, 1, upstream, keepalive, [scenario], tls=tls)
         server = Server(
-            "nginx", _valgrind(out_dir, [nginx.binary(), "-p", str(prefix), "-c", str(conf)]), prefix / "stderr.log"
+            "nginx", wrap([nginx.binary(), "-p", str(prefix), "-c", str(conf)]), prefix / "stderr.log"
         )
         server.wait_listening(port, 2, timeout=300)
     try:
@@ -182,6 +214,9 @@ def measure(
         _send(send_port, warmup, request, _closes(scenario), tls is not None, conn)
         # the child that served the warm-up (nginx with proxy_cache also runs a cache manager)
         worker = _busiest_child(server.pid)
+        if syscalls:
+            return _count_syscalls(target, worker, out_dir, requests, lambda: _send(
+                send_port, requests, request, _closes(scenario), tls is not None, conn))
         first = _dump(worker, out_dir, set())
         _send(send_port, requests, request, _closes(scenario), tls is not None, conn)
         if conn is not None:
@@ -229,14 +264,19 @@ def main(argv: list[str] | None = None) -> int:
         help="add a fastgw `tracing` section sampling SAMPLE of new traces (e.g. 0%% or 100%%; no export), "
         "to see what W3C trace propagation costs per request (default: no tracing)",
     )
+    ap.add_argument(
+        "--syscalls", action="store_true",
+        help="count system calls per request with strace -c instead of instructions (no valgrind)",
+    )
     args = ap.parse_args(argv)
     usable = {s.name: s for s in SCENARIOS if _measurable(s)}
     scenario = usable.get(args.scenario)
     if scenario is None:
         print(f"--scenario must be one of {', '.join(usable)}", file=sys.stderr)
         return 2
-    if shutil.which("valgrind") is None:
-        print("valgrind not found: apt-get install valgrind", file=sys.stderr)
+    tool = "strace" if args.syscalls else "valgrind"
+    if shutil.which(tool) is None:
+        print(f"{tool} not found: apt-get install {tool}", file=sys.stderr)
         return 2
     install_cleanup()
     work = Path(tempfile.mkdtemp(prefix="fastgw-instr-"))
@@ -248,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {
             t: measure(
                 t, backend_port, work, args.warmup, args.requests, args.top, scenario, args.keepalive,
-                args.metrics == "on", args.tracing,
+                args.metrics == "on", args.tracing, args.syscalls,
             )
             for t in args.targets.split(",")
             if t != "nginx" or scenario.nginx_equivalent  # no nginx row where nginx cannot do the work
@@ -257,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         backend.stop()
         stop_all()
     if "fastgw" in results and "nginx" in results:
-        print(f"fastgw/nginx: {results['fastgw'] / results['nginx']:.2f}x instructions per request")
+        unit = "system calls" if args.syscalls else "instructions"
+        print(f"fastgw/nginx: {results['fastgw'] / results['nginx']:.2f}x {unit} per request")
     if os.environ.get("KEEP") != "1":
         shutil.rmtree(work, ignore_errors=True)
     return 0
