@@ -2,7 +2,6 @@
 a child's exit, and a worker's periodic jobs, which all run from its one sweeper tick."""
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
