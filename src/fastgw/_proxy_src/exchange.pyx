@@ -331,6 +331,9 @@ cdef class ClientCore:
 
     def connection_lost(self, exc):
         self.closing = True
+        # The parser holds bound methods of this object: dropping it breaks the cycle, so the
+        # connection is freed by its last reference rather than by the cycle collector.
+        self.parser = None
         self.ctx.connections.discard(self)
         if self.tunnel is not None:
             self.tunnel.close("client closed")

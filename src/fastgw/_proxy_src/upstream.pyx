@@ -58,6 +58,7 @@ cdef class UpstreamCore:
 
     def connection_lost(self, exc):
         self.closed = True
+        self.parser = None  # a cycle through its bound methods, as ClientCore.connection_lost
         if self.tunnel is not None:
             self.tunnel.close("upstream closed")
             return
