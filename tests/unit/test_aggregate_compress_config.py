@@ -7,6 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastgw.aggregate.template import Missing, Ref, lookup, parse, scalar_text
 from fastgw.compress import TypeMatcher, negotiate
@@ -205,11 +207,39 @@ def test_zstd_compressors_are_reused_across_responses_with_frames_closed() -> No
     bodies = [b"first " * 500, b"second " * 700, b""]
     seen = set()
     for body in bodies:
-        compress, finish = _STREAMS["zstd"](5)
+        compress, finish = _STREAMS["zstd"](5, None)
         seen.add(id(compress.__self__))
         data = compress(body) + finish()
         assert zstd.decompress(data) == body
     assert len(seen) == 1 and len(_zstd_idle[5]) == 1  # one compressor served all three
+
+
+@pytest.mark.parametrize(("length", "bits"), [(None, 15), (100_000, 15), (16_122, 15), (16_121, 14), (4096, 13),
+                                              (3834, 13), (3833, 12), (1, 9)])
+def test_gzip_window_shrinks_with_the_body_as_nginx_does(length: int | None, bits: int) -> None:
+    from fastgw.compress import _window_bits
+
+    assert _window_bits(length, 15, 9, 262) == bits
+
+
+@settings(max_examples=60, deadline=None)
+@given(body=st.binary(max_size=40_000), declared=st.one_of(st.none(), st.integers(1, 50_000)), coding=st.sampled_from(
+    ["gzip", "br"]))
+def test_compressed_bodies_read_back_whatever_length_was_declared(body: bytes, declared: int | None,
+                                                                 coding: str) -> None:
+    """The window follows the declared length, but a body of any size still reads back whole
+    (a smaller window only finds fewer matches)."""
+    import zlib
+
+    import brotli
+
+    from fastgw.compress import _STREAMS, _WHOLE
+
+    compress, finish = _STREAMS[coding](6, declared)
+    data = compress(body[: len(body) // 2]) + compress(body[len(body) // 2:]) + finish()
+    whole = _WHOLE[coding](body, 6)
+    for out in (data, whole):
+        assert (zlib.decompress(out, 31) if coding == "gzip" else brotli.decompress(out)) == body
 
 
 @pytest.mark.parametrize(
