@@ -148,8 +148,14 @@ class Gateway:
     loopback ports when absent. Use as a context manager: on exit the whole process group is
     killed, whatever state the test left it in."""
 
-    def __init__(self, config: Mapping[str, Any], workdir: Path, *, ready_timeout: float = 30.0) -> None:
+    def __init__(
+        self, config: Mapping[str, Any], workdir: Path, *, ready_timeout: float = 30.0,
+        command: Sequence[str] | None = None,
+    ) -> None:
+        """`command`: the arguments of `python -m fastgw` when not `run -c CONFIG_FILE` (`demo`
+        with its ports: the demo starts the master itself)."""
         self.config: dict[str, Any] = dict(config)
+        self.command = command
         self.config.setdefault("listen", [{"address": f"{LOOPBACK}:{free_port()}"}])
         self.config.setdefault("admin", {"address": f"{LOOPBACK}:{free_port()}"})
         self.port = _port_of(self.config["listen"][0]["address"])
@@ -190,7 +196,7 @@ class Gateway:
         self.write_config()
         with open(self.stdout_path, "wb") as stdout:
             self.proc = subprocess.Popen(
-                [PYTHON, "-m", "fastgw", "run", "-c", str(self.config_path)],
+                [PYTHON, "-m", "fastgw", *(self.command or ("run", "-c", str(self.config_path)))],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,

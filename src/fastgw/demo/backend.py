@@ -1,4 +1,5 @@
-"""A demo backend: answers every request with JSON saying who it is and what it received."""
+"""A demo backend: answers every request with JSON saying who it is and what it received (the
+start of the body included, so that a WebSocket bridge's message comes back as its answer)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,6 +9,9 @@ import httptools
 import orjson
 import uvloop
 
+MAX_ECHO = 1024
+"""Bytes of a request body the answer shows."""
+
 
 class DemoBackend(asyncio.Protocol):
     def __init__(self, name: str) -> None:
@@ -16,6 +20,7 @@ class DemoBackend(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.url = b""
         self.headers: dict[str, str] = {}
+        self.body = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -30,12 +35,17 @@ class DemoBackend(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = {}
+        self.body = b""
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        if len(self.body) < MAX_ECHO:
+            self.body += body[: MAX_ECHO - len(self.body)]
 
     def on_message_complete(self) -> None:
         assert self.transport is not None
@@ -47,6 +57,8 @@ class DemoBackend(asyncio.Protocol):
                 "x-forwarded-for": self.headers.get("x-forwarded-for"),
                 "x-request-id": self.headers.get("x-request-id"),
                 "x-gateway": self.headers.get("x-gateway"),
+                "x-consumer": self.headers.get("x-consumer"),
+                **({"body": self.body.decode("utf-8", "replace")} if self.body else {}),
             }
         ) + b"\n"
         self.transport.write(
