@@ -1001,7 +1001,7 @@ def test_check_accepts_files_it_can_write(tmp_path: Path) -> None:
         ("http://127.0.0.1:9001", "an address is HOST:PORT, not a URL: write '127.0.0.1:9001'"),
         ("http://backend.internal/api", "an address is HOST:PORT, not a URL: write 'backend.internal:80'"),
         ("https://api.example.com", "an address is HOST:PORT, not a URL: write 'api.example.com:443' "
-                                    "(TLS is not supported yet by this version)"),
+                                    "(TLS is not part of an address: it is the `tls` key of an upstream or listener)"),
         ("http://[::1]:9001/", "an address is HOST:PORT, not a URL: write '[::1]:9001'"),
     ],
 )

@@ -213,7 +213,7 @@ def _url_advice(url: str) -> str:
         authority = f"{authority}:{default}" if default else authority
     advice = "an address is HOST:PORT, not a URL" + (f": write {authority!r}" if authority else "")
     if scheme == "https":
-        advice += " (TLS is not supported yet by this version)"
+        advice += " (TLS is not part of an address: it is the `tls` key of an upstream or listener)"
     return advice
 
 
