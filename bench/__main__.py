@@ -89,6 +89,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--keep-temp", action="store_true", help="keep the generated configs and server logs")
     p.add_argument(
+        "--scrape", type=float, metavar="SECONDS", default=None,
+        help="GET fastgw's /metrics (from an admin listener) every SECONDS during its runs, as Prometheus "
+        "would; compare with a run without it to see what scraping does to p99 (default: no scraping)",
+    )
+    p.add_argument(
         "--metrics", choices=("on", "off"), default="on",
         help="fastgw's per-request metrics (`metrics: {enabled: ...}`); run both to see their cost (default on)",
     )
@@ -125,6 +130,7 @@ def cli(argv: list[str] | None = None) -> int:
         out_dir=args.out,
         keep_temp=args.keep_temp,
         metrics=args.metrics == "on",
+        scrape_s=args.scrape,
     )
     try:
         return main(opts)

@@ -15,6 +15,7 @@ import shutil
 import ssl
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -56,6 +57,9 @@ class Options:
     keep_temp: bool
     #: fastgw's per-request metrics on (the default, as deployed) or off, to measure their cost.
     metrics: bool = True
+    #: Seconds between scrapes of fastgw's /metrics during its runs (None: no scraping), to see
+    #: what a Prometheus server polling the gateway does to its latency.
+    scrape_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,44 @@ class Backend:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+class Scraper:
+    """GETs fastgw's /metrics every `interval` seconds from a thread while a run lasts (nothing
+    without a port): a Prometheus server's load on the gateway. Its CPU is the gateway's, so it
+    counts in the CPU per request as it would in production."""
+
+    def __init__(self, port: int | None, interval: float | None) -> None:
+        self.port = port
+        self.interval = interval
+        self.scrapes = 0
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> Scraper:
+        if self.port is not None and self.interval is not None:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(10)
+
+    def _run(self) -> None:
+        assert self.port is not None and self.interval is not None
+        while not self.stop.wait(self.interval):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            try:
+                conn.request("GET", "/metrics")
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"/metrics answered {response.status}")
+                self.scrapes += 1
+            finally:
+                conn.close()
 
 
 def _probe(host: str, port: int, path: str, scenario: Scenario) -> int:
@@ -103,6 +145,8 @@ class Endpoint:
     access_log: Path | None
     #: The TLS listener of the TLS scenarios (same certificate on both proxies), or None.
     tls_port: int | None = None
+    #: fastgw's admin listener when its /metrics is scraped during runs (`--scrape`), or None.
+    admin_port: int | None = None
 
     def port_for(self, scenario: Scenario) -> int:
         return self.tls_port if scenario.tls and self.tls_port is not None else self.port
@@ -215,8 +259,12 @@ class Bench:
                 port, workers, backend.address, self.opts.keepalive, log, self.scenarios, metrics=self.opts.metrics,
                 tls=tls,
             )
+            admin_port = None
+            if self.opts.scrape_s is not None:
+                admin_port = free_port()
+                doc["admin"] = {"address": f"127.0.0.1:{admin_port}"}
             server = gateway.start(workdir, doc, placement.proxy)
-            out["fastgw"] = Endpoint("127.0.0.1", port, server, log, tls[0] if tls is not None else None)
+            out["fastgw"] = Endpoint("127.0.0.1", port, server, log, tls[0] if tls is not None else None, admin_port)
         return out
 
     # -- runs ------------------------------------------------------------------------------------
@@ -245,7 +293,8 @@ class Bench:
             "backend": backend.server.pid if backend.server else None,
         }
         before = {k: tree_ticks(pid) for k, pid in roots.items() if pid}
-        result, stdout = wrk.run(argv, load)
+        with Scraper(end.admin_port, self.opts.scrape_s) as scraper:
+            result, stdout = wrk.run(argv, load)
         after = {k: tree_ticks(pid) for k, pid in roots.items() if pid}
         if end.server is not None and not end.server.alive():
             raise end.server.fail("died during the run")
@@ -260,6 +309,7 @@ class Bench:
                 for k in roots
             },
             "cpu_ticks": {k: after[k] - before[k] for k in before},
+            "scrapes": scraper.scrapes,
             "wrk_command": argv,
             "wrk_stdout": stdout,
         }
