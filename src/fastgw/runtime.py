@@ -108,6 +108,8 @@ class Runtime:
         self.header_timeout = limits.header_timeout
         self.body_timeout = limits.body_timeout
         self.idle_timeout = limits.idle_timeout
+        self.lingering_time = limits.lingering_time
+        self.lingering_timeout = limits.lingering_timeout
         self.replies = Replies(config.errors)
         self.access = AccessLogWriter(config.access_log, self.metrics.clock)
         self.connections: set[Any] = set()

@@ -143,6 +143,8 @@ def test_invalid_request_is_refused(case: Case, gw: Gateway, backend: Backend) -
         problems.append(f"expected one response with status {case.statuses()}, got {statuses or 'none'}")
     if must_close and not result.closed:
         problems.append(f"connection still open {_EXCHANGE_TIMEOUT}s after the response (expected close)")
+    if must_close and result.reset:
+        problems.append("connection reset instead of closed (a reset can destroy the answer before it is read)")
     for key, count, what in [
         ("upstream_requests", _received, "request head(s)"),
         ("upstream_completed", _received_in_full, "complete request(s)"),

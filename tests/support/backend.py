@@ -81,6 +81,8 @@ class _Request:
     expect_continue: bool = False
     continue_sent: bool = False
     headers_done: bool = False
+    answered: bool = False
+    """Answered before its body was read (`/early/`): not answered again once complete."""
 
     @property
     def path(self) -> str:
@@ -109,6 +111,7 @@ class _Connection:
         self.parser = httptools.HttpRequestParser(self)
         self.current: _Request | None = None
         self.done: deque[_Request] = deque()
+        self.early: _Request | None = None
         self.head_request = False
         self.keep_alive = True
         self.version = "1.1"
@@ -142,6 +145,8 @@ class _Connection:
         if req.path.startswith("/count/"):
             paths = self.server.stats.paths
             paths[req.path] = paths.get(req.path, 0) + 1
+        if req.path.startswith("/early/"):
+            self.early = req
 
     def on_body(self, body: bytes) -> None:
         assert self.current is not None
@@ -177,8 +182,12 @@ class _Connection:
 
     async def _serve(self) -> None:
         while True:
+            if self.early is not None:
+                req, self.early = self.early, None
+                await _early(self, req)
             while self.done:
-                if not await self._respond(self.done.popleft()):
+                req = self.done.popleft()
+                if not req.answered and not await self._respond(req):
                     return
             if self.current is not None and self.current.expect_continue and not self.current.continue_sent:
                 self._send_continue(self.current)
@@ -318,6 +327,39 @@ async def _chunked(conn: _Connection, req: _Request, args: list[str]) -> None:
 async def _close_delimited(conn: _Connection, req: _Request, args: list[str]) -> None:
     conn._write_head(200, [(b"Content-Type", b"application/octet-stream")], -1)
     await conn.write_body(body_bytes(_size(args[0])))
+
+
+async def _early(conn: _Connection, req: _Request) -> None:
+    """`/early/{status}/{then}`: answered as soon as the head is in, before the body is read (as
+    a server refusing an upload does), with `{"early": status, "received": bytes of body read}`.
+    Then, by `then`: `drain` reads the rest of the body and drops it, and the connection stays
+    open; `linger` closes the way nginx or Go do (shuts down sending, reads and drops what comes
+    until the peer closes, at most 30 s); `close` closes at once (the kernel resets the
+    connection, as the upload was not read); `stall` stops reading for 30 s, then closes."""
+    args = req.path.split("/")[2:]
+    if len(args) != 2 or not args[0].isdigit() or not 200 <= int(args[0]) <= 599 \
+            or args[1] not in ("drain", "linger", "close", "stall"):
+        raise _Close
+    status, then = int(args[0]), args[1]
+    req.answered = True
+    conn.keep_alive = then == "drain"
+    body = json.dumps({"early": status, "received": req.body_length}).encode()
+    conn._write_head(status, [(b"Content-Type", b"application/json")], len(body))
+    conn.writer.write(body)
+    await conn.writer.drain()
+    if then == "drain":
+        return
+    if then == "linger":
+        conn.writer.write_eof()
+        try:
+            async with asyncio.timeout(30):
+                while await conn.reader.read(65536):
+                    pass
+        except TimeoutError:
+            pass
+    elif then == "stall":
+        await asyncio.sleep(30)
+    raise _Close
 
 
 async def _sleep(conn: _Connection, req: _Request, args: list[str]) -> None:

@@ -43,7 +43,7 @@ class Case:
     """One request and what the gateway must do with it.
 
     `expect` keys: `status` (int, or a list of acceptable ones), `closed` (True: the gateway
-    closes the connection after answering; False: it stays usable; absent: either),
+    closes the connection after answering, with a FIN and not a reset; False: it stays usable; absent: either),
     `upstream_requests` (how many request heads reach the backend; None where a case
     leaves it open, with the reason in its description), and for invalid cases
     `upstream_completed` (how many requests the backend receives in full or cannot parse: the

@@ -375,6 +375,8 @@ def test_distinct_routes_are_not_duplicates(tmp_path: Path, first: str, second: 
         ("grace_period: 2sec", "grace_period: unknown duration unit 'sec' in '2sec' (units: ms, s, m, h)"),
         ("grace_period: -1", "grace_period: a duration must be >= 0 seconds, got -1"),
         ("limits: {idle_timeout: 0s}", "limits.idle_timeout: must be longer than 0, got '0s'"),
+        ("limits: {lingering_timeout: 0s}", "limits.lingering_timeout: must be longer than 0, got '0s'"),
+        ("limits: {lingering_time: 10 s}", "limits.lingering_time: expected a duration such as 250ms, 2s, 1m or 1h"),
         ("limits: {max_body: 10M}", "limits.max_body: unknown size unit 'M' in '10M' (write MiB"),
         ("limits: {max_head: 512}", "limits.max_head: must be at least 1KiB, got 512"),
         ("limits: {max_headers: 0}", "limits.max_headers: must be at least 1, got 0"),
@@ -383,6 +385,12 @@ def test_distinct_routes_are_not_duplicates(tmp_path: Path, first: str, second: 
 def test_bad_durations_and_sizes(tmp_path: Path, extra: str, expected: str) -> None:
     found = only_problem(tmp_path, MINIMAL + extra + "\n")
     assert found.startswith(f"8: {expected}"), found
+
+
+def test_lingering_close_bounds(tmp_path: Path) -> None:
+    limits = load(write(tmp_path, MINIMAL + "limits: {lingering_time: 1m, lingering_timeout: 250ms}\n")).limits
+    assert (limits.lingering_time, limits.lingering_timeout) == (60.0, 0.25)
+    assert (Limits().lingering_time, Limits().lingering_timeout) == (30.0, 5.0)  # nginx's defaults
 
 
 def test_zero_max_body_means_no_body(tmp_path: Path) -> None:

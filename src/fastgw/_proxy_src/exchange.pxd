@@ -103,6 +103,8 @@ cdef class ClientCore:
     cdef Tunnel tunnel               # after a WebSocket 101: both connections are one tunnel
     cdef bytes early                 # bytes the client sent after an upgrade request, held
     cdef object handler              # after a local 101 (Reply.switching): owns the connection
+    cdef double linger_end           # lingering close (see linger): when it ends at the latest; 0 otherwise
+    cdef Py_ssize_t linger_left      # bytes it still reads and drops before closing
 
     cdef start(self, Request req)
     cdef run_filters(self, Request req)
@@ -125,6 +127,7 @@ cdef class ClientCore:
     cdef upstream_body(self, bytes body)
     cdef write_body(self, Request req, bytes body)
     cdef bint upstream_message_complete(self, UpstreamCore conn)
+    cdef bint discardable(self, Request req)
     cdef flush(self)
     cdef upstream_complete(self, UpstreamCore conn)
     cdef upstream_lost(self, UpstreamCore conn)
@@ -141,6 +144,7 @@ cdef class ClientCore:
     cdef resume(self, int reason)
     cdef log(self, Request req)
     cdef close(self, bint abort)
+    cdef linger(self, Request req)
     cdef bytes resolve_client(self, Request req)
     cdef suspend_on(self, Request req, object awaitable)
     cdef filter_done(self, Request req, object result)

@@ -262,6 +262,12 @@ cdef class ClientCore:
             self.handler.data_received(data)
             return
         if self.halted:
+            if self.linger_end:
+                self.last_active = _now()
+                self.linger_left -= PyBytes_GET_SIZE(data)
+                if self.linger_left < 0:
+                    self.linger_end = 0
+                    self.transport.close()
             return
         self.last_active = _now()
         cdef Request req = self.req
@@ -1073,7 +1079,7 @@ cdef class ClientCore:
         body passes unchanged, else chunked for HTTP/1.1 clients, else close-delimited; then the
         connection line. Sets `req.framing` and `req.close_after`."""
         cdef bint nobody = status == 204 or status == 304 or req.method == b"HEAD"
-        cdef bint close = self.closing or not req.keep_alive or req.rx != RX_DONE
+        cdef bint close = self.closing or not req.keep_alive or (req.rx != RX_DONE and not self.discardable(req))
         if nobody:
             req.framing = FR_NONE
             if length is not None and status != 204 and not transformed:
@@ -1184,7 +1190,15 @@ cdef class ClientCore:
         if req.rx == RX_DONE:
             self.after_response(req)
         elif req.close_after:
-            self.close(False)
+            # The upstream answered before the request body was all sent: the rest of it is not
+            # forwarded (that connection was just closed, RFC 9112 §9.6), and the client's
+            # connection ends with a lingering close so that the response reaches it.
+            self.linger(req)
+        else:
+            # The same with a rest small enough to read and drop (see discardable): the client's
+            # connection stays usable once it is read.
+            req.rx = RX_DISCARD
+            self.resume(P_UPSTREAM | P_BUFFER)
 
     cdef end_attempt(self, Request req, int status, str kind):
         if req.in_flight:
@@ -1282,16 +1296,17 @@ cdef class ClientCore:
         if reply.handler is not None:
             return self.take_over(req, reply)
         cdef bint close = force_close or self.closing or not req.keep_alive
+        cdef bint unread = req.rx == RX_BODY
         cdef UpstreamCore up = self.up
         if up is not None:
             self.up = None
             up.abort()
-        if req.rx == RX_BODY:
-            if not close and req.up == UP_NONE and not req.chunked and req.expect is None \
-                    and req.cl - req.body_len <= REFUSED_BODY_DRAIN:
+        if unread:
+            if not close and req.up == UP_NONE and self.discardable(req):
                 req.rx = RX_DISCARD
                 req.body = None
-                self.resume(P_BUFFER)
+                self.resume(P_UPSTREAM | P_BUFFER)
+                unread = False
             else:
                 close = True
         self.flush()
@@ -1371,7 +1386,9 @@ cdef class ClientCore:
             self.transport.write(buf_take(b))
             req.sent = PyBytes_GET_SIZE(body)
         self.log(req)
-        if close:
+        if unread:
+            self.linger(req)
+        elif close:
             self.active = None
             self.close(False)
         elif req.rx == RX_DONE:
@@ -1515,6 +1532,37 @@ cdef class ClientCore:
         else:
             self.transport.close()
 
+    cdef bint discardable(self, Request req):
+        """Whether the unread rest of `req`'s body is small enough to read and drop after its
+        response, keeping the connection: announced by Content-Length, at most
+        REFUSED_BODY_DRAIN, and not held back by a client waiting for `100 Continue`."""
+        return not req.chunked and req.expect is None and req.cl - req.body_len <= REFUSED_BODY_DRAIN
+
+    cdef linger(self, Request req):
+        """nginx's lingering close, for a connection answered while the client is still sending
+        `req`'s body: closing a socket with unread bytes makes the kernel reset it, and the reset
+        can destroy the response before the client reads it (or fail the client's send before it
+        looks for one). So the response is flushed and the sending side shut down, then what the
+        client sends is read and dropped until it closes, it is silent for `lingering_timeout`,
+        `lingering_time` passes, or more than the rest of the body (its Content-Length, else
+        `max_body`) plus REFUSED_BODY_DRAIN came; then the connection closes. Nothing of it is
+        parsed (`halted`)."""
+        transport = self.transport
+        self.halted = True
+        self.active = None
+        if transport.is_closing():
+            return
+        cdef double now = _now()
+        self.last_active = now
+        self.linger_end = now + self.rt.lingering_time
+        self.linger_left = (self.max_body if req.chunked or req.cl < 0 else req.cl - req.body_len) \
+            + REFUSED_BODY_DRAIN
+        if transport.can_write_eof():
+            transport.write_eof()
+        if self.paused:
+            self.paused = 0
+            transport.resume_reading()
+
     cdef bytes resolve_client(self, Request req):
         """The nearest X-Forwarded-For address that is not a trusted proxy (right to left); the
         leftmost when every one is trusted."""
@@ -1544,6 +1592,11 @@ cdef class ClientCore:
                 self.handler.sweep(now)
             return
         rt = self.rt
+        if self.linger_end:
+            if now > self.linger_end or now - self.last_active > rt.lingering_timeout:
+                self.linger_end = 0
+                self.transport.close()
+            return
         cdef Request active = self.active
         cdef Request req = self.req
         cdef UpstreamCore up
@@ -1551,6 +1604,8 @@ cdef class ClientCore:
             if active.rx == RX_BODY and now - self.last_active > rt.body_timeout and not self.paused:
                 if active.resp == RESP_NONE:
                     self.refuse(active, 408, None, True)
+                    # A client silent for body_timeout is not waited for: no lingering close.
+                    self.close(False)
                 else:
                     self.abort(active)
                 return

@@ -56,6 +56,8 @@ class Limits:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     idle_timeout: float = 60.0
+    lingering_time: float = 30.0
+    lingering_timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ class Runtime(Protocol):
     header_timeout: float
     body_timeout: float
     idle_timeout: float
+    lingering_time: float
+    lingering_timeout: float
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
     def internal_error(self, exc: BaseException | None) -> None: ...

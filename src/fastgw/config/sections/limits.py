@@ -22,6 +22,8 @@ def validate_limits(report: Report, path: Path, value: Any, context: Context) ->
         "header_timeout": validate_positive_duration,
         "body_timeout": validate_positive_duration,
         "idle_timeout": validate_positive_duration,
+        "lingering_time": validate_positive_duration,
+        "lingering_timeout": validate_positive_duration,
     }
     present = section(report, path, value, validators)
     return Limits(**fields(report, path, present or {}, validators))
