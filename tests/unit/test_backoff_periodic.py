@@ -1,8 +1,11 @@
 """The gateway's one back-off (child restarts, Redis, JWKS fetches), the words the master logs for
-a child's exit, and a worker's periodic jobs, which all run from its one sweeper tick."""
+a child's exit, ending children started with subprocess, and a worker's periodic jobs, which all
+run from its one sweeper tick."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
@@ -10,7 +13,7 @@ from hypothesis import strategies as st
 
 from fastgw.backoff import Backoff
 from fastgw.runtime import TICK, Periodic
-from fastgw.server.children import MAX_BACKOFF, SHORT_LIFE, Restarts, exit_words
+from fastgw.server.children import MAX_BACKOFF, SHORT_LIFE, Restarts, end_processes, exit_words
 
 
 def test_backoff_doubles_from_first_up_to_most_and_starts_again_after_a_success() -> None:
@@ -121,3 +124,16 @@ def test_a_job_added_by_a_running_job_starts_one_period_later() -> None:
     assert added == []
     p.run_due(1.1)
     assert added == [1]
+
+
+def test_end_processes_kills_what_ignores_term_and_reaps_everything() -> None:
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                               "print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"
+    end_processes([stubborn, polite], 0.5)
+    assert (stubborn.returncode, polite.returncode) == (-signal.SIGKILL, -signal.SIGTERM)
+    stubborn.stdout.close()

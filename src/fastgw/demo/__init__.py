@@ -12,10 +12,14 @@ import tempfile
 import time
 from importlib import resources
 
+from fastgw.server.children import end_processes
+
 BACKENDS = ("users-1", "users-2", "orders")
 """The demo backends, on three consecutive ports from `backend_port`."""
 BACKEND_START = 10.0
 """Seconds the demo backends have to start listening."""
+BACKEND_STOP = 5.0
+"""Seconds the demo backends have to exit on TERM before they are killed."""
 
 
 def _config_text(port: int, admin_port: int, pidfile: str, backend_port: int = 18081) -> str:
@@ -96,14 +100,7 @@ def run_demo(port: int, admin_port: int, backend_port: int = 18081) -> int:
 
         return main(["run", "-c", config_path])
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        end_processes(procs, BACKEND_STOP)
 
 
 def _wait_for_backends(procs: list[subprocess.Popen[bytes]], backend_port: int) -> str | None:

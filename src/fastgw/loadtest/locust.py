@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fastgw.loadtest.tools import require_module
+from fastgw.server.children import end_processes
 
 LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")
 #: Below this share of the requested rate, Locust (not the service) was probably the limit.
@@ -193,11 +194,5 @@ def run(
         else:
             status = proc.returncode
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        end_processes([proc], 10.0)
     return Outcome(status, read_final(prefix.with_name(prefix.name + "_stats.csv")), read_history(history_csv), prefix)

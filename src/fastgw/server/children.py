@@ -1,6 +1,7 @@
 """The master's child processes. What supervising a child takes is written here once, for the
 workers and the helper processes alike: the back-off before replacing a child that keeps dying,
-the words the log uses for an exit, and signalling a pid that may have exited already.
+the words the log uses for an exit, signalling a pid that may have exited already, and ending
+children started with `subprocess`.
 
 The helper processes are one per generation: the health checker (for a generation with active
 checks, so probes run once per host however many workers there are, DESIGN §2) and the auth agent
@@ -17,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -74,6 +76,21 @@ def send_signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def end_processes(procs: Sequence[subprocess.Popen[Any]], wait: float) -> None:
+    """Ends children started with `subprocess` (the demo's backends, a Locust run): TERM to each,
+    KILL to those still running `wait` seconds later; all are reaped when this returns."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + wait
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @dataclass(eq=False)
