@@ -21,6 +21,8 @@ import traceback
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastgw._core as core
 
@@ -363,3 +365,42 @@ def test_a_refused_new_key_takes_no_slot() -> None:
     _, table = shared_table(8, FakeClock())
     assert not table.consume(7, core.Limit(1, 2), 3)
     assert table.stats()["used"] == 0
+
+
+# --- occupancy (fake clock that never moves: every key stays live) -------------------------
+
+def fill_live(capacity: int, share: float, seed: int = 0) -> tuple[core.BucketTable, list[int]]:
+    _, table = shared_table(capacity, FakeClock())
+    limit = core.Limit(1, 2)
+    keys = [table.key_hash(b"occupancy", b"%d-%d" % (seed, i))
+            for i in range(int(capacity * share))]
+    for key in keys:
+        assert table.consume(key, limit)
+    return table, keys
+
+
+def test_three_quarters_of_the_table_hold_live_keys_without_eviction() -> None:
+    # Layout version 1 (one window of 8 slots per key) evicted 4.2e-2 live keys per new key here.
+    table, keys = fill_live(65536, 0.75)
+    assert table.stats() == {"capacity": 65536, "used": len(keys), "active": len(keys),
+                             "evictions": 0}
+    limit = core.Limit(1, 2)
+    for key in keys:  # every key kept its state: its second token is its last
+        assert table.consume(key, limit) and table.remaining == 0
+
+
+def test_past_capacity_every_decision_still_finds_its_key_or_evicts_one() -> None:
+    table, keys = fill_live(4096, 1.25, seed=1)
+    stats = table.stats()
+    assert stats["used"] == stats["active"] == 4096
+    assert stats["evictions"] == len(keys) - 4096, "each key past capacity evicts exactly one"
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 2**20), st.floats(0.05, 0.75))
+def test_every_placed_key_is_found_again(seed: int, share: float) -> None:
+    table, keys = fill_live(1024, share, seed)
+    assert table.stats()["evictions"] == 0
+    limit = core.Limit(1, 2)
+    for key in keys:
+        assert table.consume(key, limit) and table.remaining == 0

@@ -29,10 +29,13 @@ cdef extern from "bucket_atomic.h" nogil:
         uint64_t evictions
     uint64_t FG_TABLE_MAGIC
     uint64_t FG_TABLE_VERSION
+    enum: FG_BUCKET_SLOTS
     uint64_t fg_load(const uint64_t *p)
     void fg_store(uint64_t *p, uint64_t v)
     void fg_add(uint64_t *p, uint64_t v)
     int fg_cas_slot(fg_slot *s, uint64_t *key, uint64_t *tat, uint64_t nkey, uint64_t ntat)
+    int fg_bucket_find(const fg_slot *b, uint64_t key)
+    uint64_t fg_bucket_of(uint64_t key, int j, uint64_t bucket_mask)
     uint64_t fg_now_ns()
     uint64_t fg_hash(const unsigned char *p, size_t n, uint64_t seed)
 
@@ -65,13 +68,13 @@ cdef class TokenBucket:
 
 @cython.final
 cdef class BucketTable:
-    # Open addressing over `capacity` (power of two) slots in a caller-provided shared buffer;
-    # each key probes a window of PROBE_WINDOW consecutive slots from `key & mask`.
+    # `capacity` (power of two) slots in a caller-provided shared buffer, in buckets of
+    # FG_BUCKET_SLOTS; each key may live in any of BUCKET_CHOICES buckets (see the docstring).
     cdef Py_buffer _view            # held for the table's lifetime: the mapping cannot be closed
     cdef bint _has_view
     cdef fg_table_header *_header
     cdef fg_slot *_slots
-    cdef uint64_t _mask
+    cdef uint64_t _bucket_mask      # buckets - 1
     cdef uint64_t _seed
     cdef object _clock
     # Results of this process's last consume().
@@ -81,6 +84,7 @@ cdef class BucketTable:
     cdef int _now(self, uint64_t *now) except -1
     cdef void _decide(self, uint64_t key, uint64_t now, int64_t interval, int64_t tau,
                       int64_t max_n, int n, GcraOutcome *out) noexcept nogil
+    cdef bint _claim(self, uint64_t key, uint64_t now, uint64_t tat) noexcept nogil
     cpdef bint consume(self, uint64_t key, Limit limit, int n=*) except -1
     cpdef uint64_t key_hash(self, bytes limit_id, bytes key) except? 0
     cpdef dict stats(self)

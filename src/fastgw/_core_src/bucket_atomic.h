@@ -33,13 +33,29 @@ typedef struct {
 } fg_table_header;
 
 #define FG_TABLE_MAGIC 0x31544b4257474600ULL /* "\0FGWBKT1" little-endian */
-#define FG_TABLE_VERSION 1ULL
+#define FG_TABLE_VERSION 2ULL /* 2: 8-slot buckets, 4 candidate buckets per key (1: 8-slot windows) */
+
+/* Slots per bucket: 128 bytes, two cache lines (the slots start 64 bytes into a page-aligned
+ * mapping, so every bucket is cache-line aligned). */
+#define FG_BUCKET_SLOTS 8
 
 static inline uint64_t fg_load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 
 static inline void fg_store(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
 static inline void fg_add(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+
+/* Where `key` is in the bucket starting at `b`, or -1. Unrolled: one load and one compare per
+ * slot, which is all a lookup does in the buckets it passes. Relaxed loads: what a caller then
+ * does with the slot is a compare-and-swap of the whole pair, which checks what was read. */
+static inline int fg_bucket_find(const fg_slot *b, uint64_t key) {
+#define FG_FIND_AT(i) \
+    if (__atomic_load_n(&b[i].key, __ATOMIC_RELAXED) == key) return i;
+    FG_FIND_AT(0) FG_FIND_AT(1) FG_FIND_AT(2) FG_FIND_AT(3)
+    FG_FIND_AT(4) FG_FIND_AT(5) FG_FIND_AT(6) FG_FIND_AT(7)
+#undef FG_FIND_AT
+    return -1;
+}
 
 /* If *s == {*key, *tat}, store {nkey, ntat} and return 1; else load the current pair into
  * *key, *tat and return 0. Full barrier either way. */
@@ -90,6 +106,13 @@ static inline uint64_t fg_now_ns(void) {
 static inline uint64_t fg_mum(uint64_t a, uint64_t b) {
     unsigned __int128 r = (unsigned __int128)a * b;
     return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* The j-th (0..3) candidate bucket of a table key, itself a seeded hash: its low bits, then three
+ * remixes of all its bits, so that keys sharing one bucket do not share the others. */
+static inline uint64_t fg_bucket_of(uint64_t key, int j, uint64_t bucket_mask) {
+    static const uint64_t remix[4] = {0, FG_P1, FG_P2, FG_P3};
+    return (j ? fg_mum(key, remix[j]) : key) & bucket_mask;
 }
 
 static inline uint64_t fg_read_le(const unsigned char *p, size_t n) {
