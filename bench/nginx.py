@@ -54,7 +54,7 @@ CONNECTIONS = 4096
 def _main_section(prefix: Path, workers: int, connections: int = CONNECTIONS) -> str:
     """The parts every instance needs to run unprivileged from its own prefix; opens `http {`.
     `connections` per worker: client and upstream connections together; the worker's open-file
-    limit is set to match (the harness raises its own hard limit first, see procs.raise_nofile)."""
+    limit is set to match (the harness raises its own hard limit first, see fastgw.server.fdlimit.raise_nofile)."""
     user = ""
     if os.geteuid() == 0:
         # As root nginx would switch its workers to `nobody`, who cannot write our temp dirs.

@@ -27,8 +27,9 @@ from bench.curves import common, servers
 from bench.run import TARGETS
 from bench.scenarios import SMALL_PATH
 from fastgw.loadtest import wrk
-from fastgw.loadtest.procs import Server, ServerError, free_port, install_cleanup, raise_nofile, stop_all, taskset
+from fastgw.loadtest.procs import Server, ServerError, free_port, install_cleanup, stop_all, taskset
 from fastgw.loadtest.tools import MissingTool
+from fastgw.server.fdlimit import raise_nofile
 
 METRICS = (
     common.Metric("gbps", "throughput", " GB/s", None, fmt=".3f"),

@@ -26,8 +26,9 @@ from bench.curves import common, servers
 from bench.run import TARGETS
 from bench.scenarios import SCENARIOS
 from fastgw.loadtest import wrk
-from fastgw.loadtest.procs import ServerError, install_cleanup, raise_nofile, stop_all
+from fastgw.loadtest.procs import ServerError, install_cleanup, stop_all
 from fastgw.loadtest.tools import MissingTool
+from fastgw.server.fdlimit import raise_nofile
 
 METRICS = (
     common.Metric("rps", "req/s", "", None, fmt=",.0f"),

@@ -35,8 +35,9 @@ from bench import pinning
 from bench.curves import common, servers
 from bench.scenarios import SMALL_PATH, Scenario
 from fastgw.loadtest import wrk
-from fastgw.loadtest.procs import ServerError, install_cleanup, raise_nofile, stop_all
+from fastgw.loadtest.procs import ServerError, install_cleanup, stop_all
 from fastgw.loadtest.tools import MissingTool
+from fastgw.server.fdlimit import raise_nofile
 
 DEFAULT_CAPACITY = 65536
 METRICS = (

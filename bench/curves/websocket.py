@@ -30,7 +30,8 @@ from bench.curves import common
 from bench.run import TARGETS
 from fastgw.loadtest.cpu import tree_ticks, us_per_request
 from fastgw.loadtest.memory import PeakWatch, tree_rss
-from fastgw.loadtest.procs import Server, ServerError, free_port, install_cleanup, raise_nofile, stop_all, taskset
+from fastgw.loadtest.procs import Server, ServerError, free_port, install_cleanup, stop_all, taskset
+from fastgw.server.fdlimit import raise_nofile
 
 METRICS = (
     common.Metric("rps", "round trips/s", "", None, fmt=",.0f"),

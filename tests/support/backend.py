@@ -23,6 +23,7 @@ import os
 import re
 import socket
 import struct
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -490,8 +491,14 @@ _APP_MODE = re.compile(r"ok|reset|status-[2-5][0-9][0-9]|sleep-[0-9]{1,5}")
 
 async def _control(conn: _Connection, req: _Request, args: list[str]) -> None:
     """`/control/health/{code}` sets what `/healthz` answers; `/control/app/{mode}` how `/app`
-    behaves: `ok`, `status-{code}`, `reset` (RST once the request was read) or `sleep-{ms}`."""
+    behaves: `ok`, `status-{code}`, `reset` (RST once the request was read) or `sleep-{ms}`;
+    `/control/stall/{ms}` answers, then blocks the whole backend for that long (up to 5 s): a
+    server too busy to accept, whose listen backlog fills with what arrives meanwhile."""
     what, value = args[0], args[1]
+    if what == "stall" and value.isdigit() and int(value) <= 5000:
+        await conn.send(200, [], json.dumps({what: int(value)}).encode())
+        time.sleep(int(value) / 1000)
+        return
     if what == "health":
         code = int(value)
         if not 200 <= code <= 599:
@@ -780,8 +787,8 @@ class Backend:
         self.stats.connections += 1
         await _Connection(self, reader, writer).serve()
 
-    async def run(self, host: str, port: int) -> None:
-        server = await asyncio.start_server(self._on_client, host, port, backlog=1024)
+    async def run(self, host: str, port: int, backlog: int) -> None:
+        server = await asyncio.start_server(self._on_client, host, port, backlog=backlog)
         print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
         async with server:
             await server.serve_forever()
@@ -792,8 +799,9 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--name", default="backend")
+    ap.add_argument("--backlog", type=int, default=1024, help="listen backlog (default 1024)")
     args = ap.parse_args()
-    uvloop.run(Backend(args.name).run(args.host, args.port))
+    uvloop.run(Backend(args.name).run(args.host, args.port, args.backlog))
 
 
 if __name__ == "__main__":

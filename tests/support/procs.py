@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -103,13 +103,18 @@ class Backend:
 
 
 def start_backend(
-    name: str = "backend", *, port: int = 0, timeout: float = 10.0, module: str = "tests.support.backend"
+    name: str = "backend",
+    *,
+    port: int = 0,
+    timeout: float = 10.0,
+    module: str = "tests.support.backend",
+    args: Sequence[str] = (),
 ) -> Backend:
     """Start a backend on `port` (0, the default: one it picks itself; a given port lets a
     stopped backend come back where it was), and wait for its `PORT <n>` line. `module` is the
-    backend program (tests.support.wsbackend for WebSocket)."""
+    backend program (tests.support.wsbackend for WebSocket), `args` more of its options."""
     proc = subprocess.Popen(
-        [PYTHON, "-m", module, "--port", str(port), "--name", name],
+        [PYTHON, "-m", module, "--port", str(port), "--name", name, *args],
         cwd=REPO,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -150,10 +155,12 @@ class Gateway:
 
     def __init__(
         self, config: Mapping[str, Any], workdir: Path, *, ready_timeout: float = 30.0,
-        command: Sequence[str] | None = None,
+        command: Sequence[str] | None = None, preexec: Callable[[], None] | None = None,
     ) -> None:
         """`command`: the arguments of `python -m fastgw` when not `run -c CONFIG_FILE` (`demo`
-        with its ports: the demo starts the master itself)."""
+        with its ports: the demo starts the master itself). `preexec` runs in the master's process
+        just before it starts (resource limits)."""
+        self.preexec = preexec
         self.config: dict[str, Any] = dict(config)
         self.command = command
         self.config.setdefault("listen", [{"address": f"{LOOPBACK}:{free_port()}"}])
@@ -202,6 +209,7 @@ class Gateway:
                 stdout=stdout,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                preexec_fn=self.preexec,
             )
         self._reader = threading.Thread(target=self._read_stderr, name="gateway-stderr", daemon=True)
         self._reader.start()

@@ -331,7 +331,7 @@ def test_bench_sends_to_the_configs_first_listen_address(tmp_path: Path) -> None
 def test_raise_nofile_never_lowers_the_limit() -> None:
     import resource
 
-    from fastgw.loadtest.procs import raise_nofile
+    from fastgw.server.fdlimit import raise_nofile
 
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     assert raise_nofile(16) == soft

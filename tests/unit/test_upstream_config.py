@@ -6,6 +6,7 @@ import copy
 import re
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastgw.config import ConfigError, HashKey, HealthCheck, Outlier, Retries, load
+from fastgw.config.model import ConnectionQueue
 
 HEAD = """\
 listen: [{address: "127.0.0.1:8080"}]
@@ -111,6 +113,13 @@ def test_outlier_written_empty_is_the_default(tmp_path: Path) -> None:
     assert Outlier() == Outlier(consecutive_failures=5, eject_for=30.0, max_ejected=0.5)
 
 
+def test_connection_limits(tmp_path: Path) -> None:
+    up: Any = upstream_with(tmp_path, "")
+    assert (up.max_connections, up.max_connecting, up.queue) == (0, 32, ConnectionQueue(size=0, timeout=None))
+    up = upstream_with(tmp_path, "max_connections: 200\nmax_connecting: 8\nqueue: {size: 1000, timeout: 2s}\n")
+    assert (up.max_connections, up.max_connecting, up.queue) == (200, 8, ConnectionQueue(size=1000, timeout=2.0))
+
+
 def test_retries_may_be_switched_off(tmp_path: Path) -> None:
     assert upstream_with(tmp_path, "retries: {on: []}\n").retries.on == ()  # type: ignore[attr-defined]
     assert upstream_with(tmp_path, "retries: {attempts: 1}\n").retries.attempts == 1  # type: ignore[attr-defined]
@@ -186,6 +195,12 @@ def test_retries_may_be_switched_off(tmp_path: Path) -> None:
         ("retries: {per_try_timeout: 0}\n", "6: upstreams.app.retries.per_try_timeout: must be longer than 0, got 0"),
         ("retries: {total: 5s}\n", "6: upstreams.app.retries.total: unknown key 'total'"),
         ("retries: {yes: 1}\n", "6: upstreams.app.retries.yes: unknown key 'yes'"),
+        ("max_connections: -1\n", "6: upstreams.app.max_connections: must be at least 0, got -1"),
+        ("max_connecting: 0\n", "6: upstreams.app.max_connecting: must be at least 1, got 0"),
+        ("queue: 100\n", "6: upstreams.app.queue: expected a mapping, got integer"),
+        ("queue: {size: many}\n", "6: upstreams.app.queue.size: expected an integer, got string 'many'"),
+        ("queue: {timeout: 0s}\n", "6: upstreams.app.queue.timeout: must be longer than 0, got '0s'"),
+        ("queue: {timout: 1s}\n", "6: upstreams.app.queue.timout: unknown key 'timout' (did you mean 'timeout'?)"),
     ],
 )
 def test_problems(tmp_path: Path, body: str, expected: str) -> None:

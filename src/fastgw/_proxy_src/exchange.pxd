@@ -27,6 +27,8 @@ cdef enum Failure:
     F_PROTOCOL = 5           # the upstream's bytes are not a valid response
     F_NO_TARGET = 6          # no usable target
     F_TOTAL_TIMEOUT = 7      # retries.total_timeout passed
+    F_NO_CONNECTION = 8      # no upstream connection came free: the pool's queue was full, or
+                             # the request waited there `queue.timeout`
 
 
 cdef enum Pause:
@@ -114,6 +116,9 @@ cdef class ClientCore:
     cdef send_to(self, Request req, object target)
     cdef attach(self, Request req, UpstreamCore conn)
     cdef attempt_failed(self, Request req, int failure, str message)
+    cdef connect_failed(self, Request req, TargetPool pool, int failure, str message)
+    cdef bint waiter_ready(self, Request req, UpstreamCore conn) except -1
+    cdef queue_refused(self, Request req, str message)
     cdef object retry_target(self, Request req, object outcome)
     cdef upstream_head(self, UpstreamCore conn, int status, list hpairs)
     cdef bytes response_head(self, Request req, int status, list hpairs)

@@ -47,7 +47,7 @@ DRAIN_FIRST_REQUEST = 1.0
 
 cdef int failure_status(int failure) noexcept:
     """Pingora's fail_to_proxy: the status for an upstream-side failure (DESIGN §5)."""
-    if failure == F_NO_TARGET:
+    if failure == F_NO_TARGET or failure == F_NO_CONNECTION:
         return 503
     if failure == F_CONNECT_TIMEOUT or failure == F_READ_TIMEOUT or failure == F_TOTAL_TIMEOUT:
         return 504
@@ -753,25 +753,55 @@ cdef class ClientCore:
         conn = pool.take()
         if conn is not None:
             self.attach(req, <UpstreamCore>conn)
-        else:
-            if req.rx != RX_DONE:
-                self.pause(P_BUFFER)
+            return
+        if req.rx != RX_DONE:
+            self.pause(P_BUFFER)
+        cdef int admitted = pool.admit(req)
+        if admitted == ADMIT_OPEN:
             self.rt.spawn(self._connect(req, pool))
+        elif admitted == ADMIT_FULL:
+            self.queue_refused(req, "too many requests waiting for an upstream connection")
 
-    async def _connect(self, Request req, pool):
+    cdef bint waiter_ready(self, Request req, UpstreamCore conn) except -1:
+        """`req` waited in its pool's queue and its turn came: `conn` is a connection given back
+        (False when the request can no longer take it: the pool offers it to the next one), or
+        None: a connect slot, to open a connection of its own."""
+        req.attempt_t0 = _now()
+        if conn is None:
+            self.rt.spawn(self._connect(req, req.pool))
+            return True
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.attach(req, conn)
+        return True
+
+    cdef queue_refused(self, Request req, str message):
+        """No upstream connection for `req` (its pool's queue was full, or it waited there
+        `queue.timeout`): 503. Not the target's failure, and not retried: the gateway is what is
+        short of connections."""
+        if req.in_flight:
+            req.in_flight = False
+            (<TargetPool>req.pool).on_cancel()
+        self.refuse(req, failure_status(F_NO_CONNECTION), message, req.rx != RX_DONE)
+
+    async def _connect(self, Request req, TargetPool pool):
         try:
             conn = await pool.connect()
         except TimeoutError:
-            self.attempt_failed(req, F_CONNECT_TIMEOUT, "timed out connecting to the upstream")
+            self.connect_failed(req, pool, F_CONNECT_TIMEOUT, "timed out connecting to the upstream")
             return
         except OSError as exc:
-            self.attempt_failed(req, F_CONNECT_REFUSED, f"cannot connect to the upstream: {exc.strerror or exc}")
+            self.connect_failed(req, pool, F_CONNECT_REFUSED, f"cannot connect to the upstream: {exc.strerror or exc}")
             return
         if req is not self.active or req.phase != PH_TERMINAL or self.transport is None \
                 or self.transport.is_closing():
             pool.give(conn)
             return
         self.attach(req, <UpstreamCore>conn)
+
+    cdef connect_failed(self, Request req, TargetPool pool, int failure, str message):
+        self.attempt_failed(req, failure, message)
+        pool.connect_failed(failure, message)
 
     cdef attempt_failed(self, Request req, int failure, str message):
         """An attempt failed before any response byte reached the client: another attempt if the
@@ -1519,6 +1549,8 @@ cdef class ClientCore:
         if req.phase == PH_LOGGED:
             return
         req.phase = PH_LOGGED
+        if req.queued_at:
+            (<TargetPool>req.pool).unqueue(req)
         self.metrics.record(req)
         self.alog.record(self.peer, req)
         req.ex = None

@@ -137,6 +137,9 @@ cdef class Request:
     cdef double start
     cdef double attempt_t0
     cdef double upstream_time            # seconds from the last attempt's send to its response head
+    cdef double queued_at                # when it joined its pool's queue (0: not queued)
+    cdef Request wait_prev               # its neighbours in that queue
+    cdef Request wait_next
 
     cpdef bytes header(self, bytes lname)
     cdef bytes client_ip(self)

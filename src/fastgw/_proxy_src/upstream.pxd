@@ -20,6 +20,8 @@ cdef class UpstreamCore:
     cdef bint broken                 # framing in doubt: never reused
     cdef bint until_close            # the current response ends when the connection closes
     cdef bint keep_alive
+    cdef public bint fresh           # new, and the target has not answered on it yet: holds a
+                                     # connect slot of its pool (TargetPool.unproven)
     cdef int fd                      # the socket, for the idle check before reuse
     cdef Tunnel tunnel               # after a 101: the tunnel its bytes go to
 

@@ -36,6 +36,8 @@ cdef class UpstreamCore:
             return
         self.got_bytes = True
         self.last_active = _now()
+        if self.fresh:
+            self.pool.proven(self)
         try:
             self.parser.feed_data(data)
         except _ParserUpgrade as exc:

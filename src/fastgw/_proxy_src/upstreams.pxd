@@ -6,11 +6,21 @@
 # public attributes and cpdef methods.
 #
 # Call order per attempt: group.budget.on_request() once per request; pool = group.balancer.pick
-# (proto, req, exclude); pool.begin(); pool.take() or a new connection; then exactly one of
-# pool.on_success(status, elapsed), pool.on_failure(kind), pool.on_cancel(); the connection goes
-# back with pool.give(conn) (or pool.forget(conn) when it closed).
+# (proto, req, exclude); pool.begin(); pool.take(), else pool.admit(req): ADMIT_OPEN (the request
+# opens a connection: pool.connect(), and pool.connect_failed() if that fails), ADMIT_WAIT (queued:
+# the pool calls the client's waiter_ready(req, conn) when a connection or a connect slot is free,
+# or queue_refused / attempt_failed), or ADMIT_FULL; then exactly one of pool.on_success(status,
+# elapsed), pool.on_failure(kind), pool.on_cancel(); the connection goes back with pool.give(conn)
+# (or pool.forget(conn) when it closed). A request that ends while queued leaves the queue through
+# pool.unqueue(req) (the exchange's log step).
 
 cimport cython
+
+
+cdef enum Admit:
+    ADMIT_OPEN = 0       # a connect slot is the request's: it opens a connection
+    ADMIT_WAIT = 1       # queued until a connection or a connect slot is free
+    ADMIT_FULL = 2       # the queue is full: 503
 
 
 cdef class Clock:
@@ -75,10 +85,30 @@ cdef class TargetPool(TargetState):
     cdef public int peak
     cdef public int prev_peak
     cdef public double window_start
+    cdef public int max_connections         # open and opening connections at most (0: no cap)
+    cdef public int max_connecting          # connections being opened at most: connecting + unproven
+    cdef public int queue_size              # requests waiting at most (0: no bound)
+    cdef public double queue_timeout
+    cdef public int connecting              # connects in progress
+    cdef public list unproven               # connected, no response byte yet (UpstreamCore.fresh)
+    cdef public int waiting                 # requests in the queue
+    cdef Request head                       # the queue, oldest first, linked through the requests
+    cdef Request tail
+    cdef public long long queued            # requests that had to wait (counters for metrics)
+    cdef public long long queue_full
+    cdef public long long queue_timeouts
 
     cpdef object take(self)
     cpdef give(self, object conn)
     cpdef forget(self, object conn)
+    cdef bint may_open(self)
+    cdef proven(self, UpstreamCore conn)
+    cdef int admit(self, Request req) except -1
+    cdef Request pop_waiter(self)
+    cdef unqueue(self, Request req)
+    cdef bint hand_off(self, UpstreamCore conn) except -1
+    cdef grant_slots(self)
+    cdef connect_failed(self, int failure, str message)
 
 
 cdef class Balancer:

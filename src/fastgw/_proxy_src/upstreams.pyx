@@ -23,6 +23,9 @@ FAILURE_PENALTY = 1.0
 never looks like the fastest one to `p2c_ewma`."""
 PEAK_WINDOW = 10.0
 """Seconds over which a pool remembers how many connections were busy at once."""
+UNPROVEN_GRACE = 1.0
+"""Seconds a new connection holds its connect slot at most while the target has not answered on
+it: a first request the target is slow to answer (a long poll) frees the slot after this."""
 KEEPALIVE_IDLE = 15.0
 """Seconds an idle upstream connection is kept: below the common backend defaults (nginx 75 s,
 Node 5 s is the exception — a stale-connection retry covers it)."""
@@ -34,6 +37,7 @@ cdef double _EWMA_ALPHA = 0.3
 cdef double _EWMA_DECAY = 5.0
 cdef double _FAILURE_PENALTY = 1.0
 cdef double _PEAK_WINDOW = 10.0
+cdef double _UNPROVEN_GRACE = 1.0
 cdef double _BUDGET_WINDOW = 10.0
 
 
@@ -195,7 +199,29 @@ cdef class TargetPool(TargetState):
     with more requests in flight than `keepalive` (256 client connections, 32 kept) closing and
     reopening made a request cost 2.6 times as much. Keeping what recent load needed removes that
     churn; the sweeper still closes connections idle for KEEPALIVE_IDLE seconds, so a burst does
-    not hold its connections after it."""
+    not hold its connections after it.
+
+    How many are opened at once (issue 14): at most `max_connecting` connections are being
+    opened, and at most `max_connections` are open (0: no cap); a request that finds no idle
+    connection and no free slot waits in a FIFO queue, and gets whichever comes first: a
+    connection given back (handed over in `give`, never parked idle while someone waits) or a
+    connect slot. Without this, 10,000 client connections sending at once through one worker
+    opened a connection per request within one loop iteration: thousands of SYNs overflowed the
+    target's accept queue, the dropped ones are resent after the kernel's initial 1 s
+    retransmission timeout, and with a 1 s connect timeout each became a 504. A burst now opens
+    `max_connecting` at a time and is otherwise served by the connections that come free.
+
+    A connection is being opened until the target's first response byte on it, not only until
+    the connect completes: the target's kernel completes a connect as soon as it queues the
+    connection, before the server accepts it, so slots freed at the connect let a burst fill a
+    slow server's accept queue all the same (32 SYNs dropped out of 1,000 requests through a
+    backlog of 64 in the reproduction). Only an answer shows the server accepted it, so at most
+    `max_connecting` of this worker's connections can sit in that queue. UNPROVEN_GRACE bounds
+    how long a first request the target is slow to answer keeps its slot.
+
+    The queue is a doubly linked list through the waiting requests themselves (`head`, `tail`,
+    `Request.wait_prev/wait_next`): joining, leaving from anywhere (a client that goes away) and
+    taking the oldest cost no allocation and no Python call."""
 
     def __init__(self, target, upstream, clock, loop):
         TargetState.__init__(self, target.weight, clock)
@@ -219,6 +245,11 @@ cdef class TargetPool(TargetState):
         self.idle_timeout = KEEPALIVE_IDLE
         self.loop = loop
         self.window_start = self.now()
+        self.unproven = []
+        self.max_connections = upstream.max_connections
+        self.max_connecting = upstream.max_connecting
+        self.queue_size = upstream.queue.size
+        self.queue_timeout = upstream.queue.timeout if upstream.queue.timeout is not None else self.read_timeout
 
     cpdef object take(self):
         """An idle connection (the most recently used), or None."""
@@ -241,19 +272,38 @@ cdef class TargetPool(TargetState):
         return None
 
     async def connect(self):
+        """Opens a connection for the request `admit` gave a connect slot (ADMIT_OPEN). The
+        connection keeps the slot until the target answers on it (`proven`); a failed connect
+        frees it, and the caller reports the failure through `connect_failed`."""
         cdef set busy = self.busy
-        async with _asyncio.timeout(self.connect_timeout):
-            _, conn = await self.loop.create_connection(
-                lambda: _new_connection(self), self.host, self.port, **self.tls
-            )
+        try:
+            async with _asyncio.timeout(self.connect_timeout):
+                _, conn = await self.loop.create_connection(
+                    lambda: _new_connection(self), self.host, self.port, **self.tls
+                )
+        finally:
+            self.connecting -= 1
         conn.reused = False
+        conn.fresh = True
+        conn.last_active = self.now()
+        self.unproven.append(conn)
         busy.add(conn)
         if len(busy) > self.peak:
             self.peak = len(busy)
         return conn
 
+    cdef proven(self, UpstreamCore conn):
+        """`conn` no longer holds a connect slot: the target answered on it, it closed, or
+        UNPROVEN_GRACE passed."""
+        conn.fresh = False
+        self.unproven.remove(conn)
+        if self.waiting:
+            self.grant_slots()
+
     cpdef give(self, object conn):
         self.busy.discard(conn)
+        if self.waiting and self.hand_off(<UpstreamCore>conn):
+            return
         cdef Py_ssize_t idle = len(self.idle)
         if (idle < self.max_idle or idle < self.peak or idle < self.prev_peak) and not self.draining:
             conn.last_active = self.now()
@@ -268,6 +318,101 @@ cdef class TargetPool(TargetState):
             self.idle.remove(conn)
         except ValueError:
             pass
+        if (<UpstreamCore>conn).fresh:
+            self.proven(<UpstreamCore>conn)
+        elif self.waiting:
+            # A connection fewer: under `max_connections`, room for a waiting request to open one.
+            self.grant_slots()
+
+    cdef bint may_open(self):
+        cdef Py_ssize_t open_ = len(self.busy) + len(self.idle) + self.connecting
+        return self.connecting + len(self.unproven) < self.max_connecting \
+            and (self.max_connections == 0 or open_ < self.max_connections)
+
+    cdef int admit(self, Request req) except -1:
+        """`req` found no idle connection: ADMIT_OPEN (the slot is taken for it), ADMIT_WAIT (it
+        joined the queue's tail) or ADMIT_FULL. Nobody opens past the queue: a slot is free only
+        when nobody waits."""
+        if not self.waiting and self.may_open():
+            self.connecting += 1
+            return ADMIT_OPEN
+        if self.queue_size and self.waiting >= self.queue_size:
+            self.queue_full += 1
+            return ADMIT_FULL
+        req.queued_at = _now()
+        req.wait_prev = self.tail
+        req.wait_next = None
+        if self.tail is None:
+            self.head = req
+        else:
+            self.tail.wait_next = req
+        self.tail = req
+        self.waiting += 1
+        self.queued += 1
+        return ADMIT_WAIT
+
+    cdef unqueue(self, Request req):
+        """Takes `req` out of the queue, wherever it is (no-op when it is not queued)."""
+        if not req.queued_at:
+            return
+        if req.wait_prev is None:
+            self.head = req.wait_next
+        else:
+            req.wait_prev.wait_next = req.wait_next
+        if req.wait_next is None:
+            self.tail = req.wait_prev
+        else:
+            req.wait_next.wait_prev = req.wait_prev
+        req.wait_prev = None
+        req.wait_next = None
+        req.queued_at = 0.0
+        self.waiting -= 1
+
+    cdef Request pop_waiter(self):
+        """The oldest waiting request, out of the queue (None when nobody waits)."""
+        cdef Request req = self.head
+        if req is not None:
+            self.unqueue(req)
+        return req
+
+    cdef bint hand_off(self, UpstreamCore conn) except -1:
+        """A connection given back goes straight to the oldest waiting request that can still
+        take it (True), instead of the idle list."""
+        cdef Request req
+        cdef set busy = self.busy
+        while self.waiting:
+            req = self.pop_waiter()
+            conn.reused = True
+            busy.add(conn)
+            if (<ClientCore>req.ex).waiter_ready(req, conn):
+                if len(busy) > self.peak:
+                    self.peak = len(busy)
+                return True
+            busy.discard(conn)
+        return False
+
+    cdef grant_slots(self):
+        """Connect slots came free (a connect ended, a connection closed): the oldest waiting
+        requests open connections of their own."""
+        cdef Request req
+        while self.waiting and self.may_open():
+            req = self.pop_waiter()
+            self.connecting += 1
+            (<ClientCore>req.ex).waiter_ready(req, None)
+
+    cdef connect_failed(self, int failure, str message):
+        """A connect failed (`failure`, after the request it was for got it). While other
+        connections work, the queue waits for them; with none busy and none connecting nothing
+        can serve it, so every waiting request gets the failure at once, as it would have on a
+        connect of its own (and goes to another target when its retry policy allows), rather
+        than failing one connect timeout after another, `max_connecting` at a time."""
+        cdef Request req
+        if self.busy or self.connecting:
+            self.grant_slots()
+            return
+        while self.waiting:
+            req = self.pop_waiter()
+            (<ClientCore>req.ex).attempt_failed(req, failure, message)
 
     def sweep(self, double now):
         """Closes idle connections before the upstream is likely to, so that a request is rarely
@@ -290,6 +435,15 @@ cdef class TargetPool(TargetState):
         for conn in tuple(self.busy):
             if conn.busy and now - conn.last_active > self.read_timeout:
                 conn.timed_out()
+        cdef UpstreamCore conn_
+        for conn_ in tuple(self.unproven):
+            if now - conn_.last_active > _UNPROVEN_GRACE:
+                self.proven(conn_)
+        cdef Request req
+        while self.head is not None and now - self.head.queued_at > self.queue_timeout:
+            req = self.pop_waiter()
+            self.queue_timeouts += 1
+            (<ClientCore>req.ex).queue_refused(req, "no upstream connection came free in time")
 
     def close_all(self):
         self.draining = True

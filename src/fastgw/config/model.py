@@ -72,6 +72,16 @@ class Timeouts:
     read: float = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionQueue:
+    """Requests waiting for an upstream connection (per target, per worker)."""
+
+    size: int = 0
+    """At most this many wait; the next one gets 503 (0: no bound but the timeout)."""
+    timeout: float | None = None
+    """A request waits at most this long, then gets 503; None: the upstream's read timeout."""
+
+
 Balance = Literal["weighted", "round_robin", "least_conn", "p2c_ewma", "hash"]
 
 
@@ -131,6 +141,12 @@ class Upstream:
     name: str
     targets: tuple[Target, ...]
     keepalive: int = 32
+    max_connections: int = 0
+    """Open connections per target and worker at most (0: no cap)."""
+    max_connecting: int = 32
+    """Connects in progress per target and worker at most: a burst cannot flood the target's
+    accept queue."""
+    queue: ConnectionQueue = field(default_factory=ConnectionQueue)
     timeouts: Timeouts = field(default_factory=Timeouts)
     host_header: str | None = None
     balance: Balance = "weighted"

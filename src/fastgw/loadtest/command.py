@@ -544,9 +544,10 @@ def _preflight(args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace, emit: Callable[[str], None] | None = None) -> int:
-    from fastgw.loadtest.procs import ServerError, install_cleanup, raise_nofile
+    from fastgw.loadtest.procs import ServerError, install_cleanup
     from fastgw.loadtest.tools import MissingTool
     from fastgw.loadtest.wrk import WrkError
+    from fastgw.server.fdlimit import raise_nofile
 
     say = emit or (lambda line: print(line, flush=True))
 

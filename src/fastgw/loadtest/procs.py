@@ -12,7 +12,6 @@ import atexit
 import contextlib
 import os
 import re
-import resource
 import signal
 import socket
 import subprocess
@@ -157,30 +156,6 @@ class Server:
             self.proc.wait(5)
         self._reader.join(2)
         self._log_file.close()
-
-
-def raise_nofile(needed: int) -> int:
-    """Raise this process's open-file limit (RLIMIT_NOFILE) to at least `needed` where it can, so
-    that the load generator and every server started from here (they inherit it) can hold that
-    many sockets: the soft limit up to the hard one, and the hard one too when privileged (up to
-    fs.nr_open). Returns the soft limit now in force, which may still be below `needed`."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= needed:
-        return soft
-    want = needed
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        try:
-            nr_open = int(Path("/proc/sys/fs/nr_open").read_text())
-        except (OSError, ValueError):
-            nr_open = needed
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, nr_open), min(needed, nr_open)))
-            return min(needed, nr_open)
-        except (ValueError, OSError):
-            want = hard
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def stop_all() -> None:

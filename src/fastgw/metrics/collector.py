@@ -27,6 +27,7 @@ from prometheus_client.exposition import choose_encoder
 from fastgw._proxy import LATENCY_BOUNDS
 from fastgw._version import __version__
 
+from .layout import ERROR_KINDS
 from .registry import REGISTRY
 from .shared import NBUCKETS, Key
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 DECISIONS = ("allowed", "refused", "shadow_refused", "fail_open", "fail_closed")
 """Rate-limit counters that are decisions (the `decision` label of fastgw_ratelimit_decisions_total)."""
-ERROR_KINDS = ("connect_error", "reset", "timeout", "protocol_error")
 
 METRICS: dict[str, str] = {
     "fastgw_build_info": "Version of fastgw and of the Python running it (value 1).",
@@ -54,9 +54,15 @@ METRICS: dict[str, str] = {
     "fastgw_upstream_responses_total": "Upstream attempts that got a response head, by target.",
     "fastgw_upstream_failures_total": "Failed attempts and 5xx responses (what outlier detection counts), by target.",
     "fastgw_upstream_errors_total": "Attempts that failed without a response, by target and kind.",
+    "fastgw_upstream_queued_total": "Requests that waited for a connection to a target (none idle, no connect slot).",
+    "fastgw_upstream_queue_refused_total":
+        "Requests answered 503 because no connection to a target came free: the queue was full, or they waited "
+        "queue.timeout (reason full, timeout).",
     "fastgw_upstream_ejections_total": "Outlier ejections of a target (each worker ejects on its own).",
     "fastgw_upstream_active_requests": "Attempts in flight to a target.",
     "fastgw_upstream_ejected_workers": "Workers that have the target ejected now.",
+    "fastgw_upstream_queued_requests": "Requests waiting for a connection to a target now.",
+    "fastgw_upstream_connections": "Connections to a target, open (busy or idle) or being opened.",
     "fastgw_upstream_healthy": "1 unless active health checks mark the target unhealthy.",
     "fastgw_ratelimit_decisions_total": "Rate-limit decisions by limit and decision.",
     "fastgw_ratelimit_redis_calls_total": "Calls to Redis of a cluster-scope limit.",
@@ -148,10 +154,14 @@ class GatewayCollector:
         fams = {
             name: CounterMetricFamily(f"fastgw_upstream_{name}", METRICS[f"fastgw_upstream_{name}_total"],
                                       labels=labels)
-            for name in ("responses", "failures", "ejections")
+            for name in ("responses", "failures", "ejections", "queued")
         }
         errors = CounterMetricFamily(
             "fastgw_upstream_errors", METRICS["fastgw_upstream_errors_total"], labels=[*labels, "kind"]
+        )
+        refused = CounterMetricFamily(
+            "fastgw_upstream_queue_refused", METRICS["fastgw_upstream_queue_refused_total"],
+            labels=[*labels, "reason"],
         )
         for key, n in sorted(counters.items()):
             if key[0] != "target":
@@ -161,19 +171,22 @@ class GatewayCollector:
                 fams[name].add_metric([upstream, target], n)
             elif name in ERROR_KINDS:
                 errors.add_metric([upstream, target, name], n)
+            elif name.startswith("queue_"):
+                refused.add_metric([upstream, target, name.removeprefix("queue_")], n)
         yield from fams.values()
         yield errors
-        active = GaugeMetricFamily(
-            "fastgw_upstream_active_requests", METRICS["fastgw_upstream_active_requests"], labels=labels
-        )
-        ejected = GaugeMetricFamily(
-            "fastgw_upstream_ejected_workers", METRICS["fastgw_upstream_ejected_workers"], labels=labels
-        )
+        yield refused
+        gauge_fams = {
+            key: GaugeMetricFamily(name, METRICS[name], labels=labels)
+            for key, name in (("active", "fastgw_upstream_active_requests"),
+                              ("ejected", "fastgw_upstream_ejected_workers"),
+                              ("waiting", "fastgw_upstream_queued_requests"),
+                              ("connections", "fastgw_upstream_connections"))
+        }
         for key, n in sorted(gauges.items()):
             if key[0] == "target":
-                (active if key[3] == "active" else ejected).add_metric([key[1], key[2]], n)
-        yield active
-        yield ejected
+                gauge_fams[key[3]].add_metric([key[1], key[2]], n)
+        yield from gauge_fams.values()
         healthy = GaugeMetricFamily("fastgw_upstream_healthy", METRICS["fastgw_upstream_healthy"], labels=labels)
         for upstream, target, ok in target_health(self.master):
             healthy.add_metric([upstream, target], 1 if ok else 0)

@@ -18,10 +18,14 @@ from .registry import REGISTRY, StatGroup
 
 ROUTE_STRIDE: int = METRICS_LAYOUT["route_stride"]
 
-TARGET_COUNTERS = ("responses", "failures", "ejections", "connect_error", "reset", "timeout", "protocol_error")
+ERROR_KINDS = ("connect_error", "reset", "timeout", "protocol_error")
+"""The kinds of failed attempts (the `kind` label of fastgw_upstream_errors_total)."""
+QUEUE_COUNTERS = ("queued", "queue_full", "queue_timeout")
+"""Requests that waited for a connection, and those refused with 503 (queue full, waited too long)."""
+TARGET_COUNTERS = ("responses", "failures", "ejections", *QUEUE_COUNTERS, *ERROR_KINDS)
 """Per target, published every tick from the worker's target state, on top of what the slot's
 earlier workers left (so a replaced worker's counts are kept)."""
-TARGET_GAUGES = ("active", "ejected")
+TARGET_GAUGES = ("active", "ejected", "waiting", "connections")
 """Per target, the worker's current value (summed over live workers only)."""
 TARGET_WIDTH = len(TARGET_COUNTERS) + len(TARGET_GAUGES)
 WORKER_GAUGES = ("connections",)

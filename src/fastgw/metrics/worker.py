@@ -7,11 +7,9 @@ from typing import Any
 
 from fastgw._proxy import MetricsRecorder, StatBlock, WallClock
 
-from .layout import TARGET_COUNTERS, TARGET_GAUGES, WORKER_GAUGES
+from .layout import ERROR_KINDS, TARGET_COUNTERS, TARGET_GAUGES, WORKER_GAUGES
 from .registry import StatGroup
 from .shared import SharedMetrics
-
-_ERROR_KINDS = TARGET_COUNTERS[3:]
 
 
 class WorkerMetrics:
@@ -65,11 +63,14 @@ class WorkerMetrics:
             if pool is None:
                 continue
             errors = pool.errors
-            values = (pool.completed, pool.failed, pool.ejected_total, *(errors.get(k, 0) for k in _ERROR_KINDS))
+            values = (pool.completed, pool.failed, pool.ejected_total, pool.queued, pool.queue_full,
+                      pool.queue_timeouts, *(errors.get(k, 0) for k in ERROR_KINDS))
             for i, value in enumerate(values):
                 row[off + i] = base[i] + value
             row[off + ncounters] = pool.active
             row[off + ncounters + 1] = 1 if pool.ejected_until else 0
+            row[off + ncounters + 2] = pool.waiting
+            row[off + ncounters + 3] = len(pool.busy) + len(pool.idle) + pool.connecting
         row[self._worker_at + WORKER_GAUGES.index("connections")] = connections
 
     def close(self, wall: float, mono: float) -> None:

@@ -27,6 +27,7 @@ from fastgw.metrics.shared import MetricsHub, SharedMetrics
 from fastgw.ratelimit import SharedBuckets, shared_buckets
 from fastgw.server.admin import AdminServer
 from fastgw.server.children import GenerationProcesses, HealthCheckers, Restarts, exit_words, send_signal
+from fastgw.server.fdlimit import raise_for_gateway
 from fastgw.server.place import place
 from fastgw.server.procinfo import MASTER_TITLE, is_fastgw_master, set_title
 from fastgw.server.security import Security, build_security
@@ -147,6 +148,8 @@ class Master:
             process_log(str(exc))
             self._cleanup()
             return 1
+        for line in raise_for_gateway(self.config):
+            process_log(line)
         self._log_listening(self.config)
         self.current = self._start_generation(1, self.config, security)
         try:

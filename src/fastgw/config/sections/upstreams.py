@@ -9,7 +9,19 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from ..model import Address, Balance, HashKey, HealthCheck, Outlier, Retries, RetryOn, Target, Timeouts, Upstream
+from ..model import (
+    Address,
+    Balance,
+    ConnectionQueue,
+    HashKey,
+    HealthCheck,
+    Outlier,
+    Retries,
+    RetryOn,
+    Target,
+    Timeouts,
+    Upstream,
+)
 from ..report import Context, Report, fields, named_items, section, sequence, shown, suggest
 from ..validators import (
     TOKEN,
@@ -36,6 +48,9 @@ HASH_KEYS = ("ip", "path", "header:NAME", "cookie:NAME")
 UPSTREAM_KEYS = (
     "targets",
     "keepalive",
+    "max_connections",
+    "max_connecting",
+    "queue",
     "timeouts",
     "host_header",
     "balance",
@@ -63,9 +78,16 @@ def validate_upstream(report: Report, path: Path, name: str, value: Any) -> Upst
     if present is None:
         return None
     targets = validate_targets(report, (*path, "targets"), present["targets"]) if "targets" in present else ()
-    kwargs = fields(report, path, present, {"keepalive": int_between(0), "host_header": validate_host_header})
+    kwargs = fields(report, path, present, {
+        "keepalive": int_between(0),
+        "max_connections": int_between(0),
+        "max_connecting": int_between(1),
+        "host_header": validate_host_header,
+    })
     if "timeouts" in present:
         kwargs["timeouts"] = validate_timeouts(report, (*path, "timeouts"), present["timeouts"])
+    if "queue" in present:
+        kwargs["queue"] = validate_queue(report, (*path, "queue"), present["queue"])
     kwargs.update(_balancing(report, path, present, targets))
     if "health" in present:
         kwargs["health"] = validate_health(report, (*path, "health"), present["health"])
@@ -210,6 +232,12 @@ def validate_target(report: Report, path: Path, value: Any) -> Target | None:
     address = report.check((*path, "address"), present["address"], validate_address, None)
     kwargs = fields(report, path, present, {"weight": int_between(1, MAX_WEIGHT)})
     return Target(address, **kwargs) if address is not None else None
+
+
+def validate_queue(report: Report, path: Path, value: Any) -> ConnectionQueue:
+    validators = {"size": int_between(0), "timeout": validate_positive_duration}
+    present = section(report, path, value, validators)
+    return ConnectionQueue(**fields(report, path, present or {}, validators))
 
 
 def validate_timeouts(report: Report, path: Path, value: Any) -> Timeouts:
