@@ -78,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
         help="built-in backend's nginx workers (default: as many as wrk threads)",
     )
     p.add_argument(
-        "--keepalive", type=int, default=64, help="upstream keep-alive pool size of both proxies (default 64)"
+        "--keepalive", type=int, default=32,
+        help="upstream keep-alive pool size of both proxies (default 32: fastgw's default, nginx's usual)"
     )
     p.add_argument(
         "-o",
