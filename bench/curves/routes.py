@@ -107,13 +107,17 @@ def child(config: Path, calls: int) -> None:
     import fastgw._core  # noqa: F401  (its import is not the table's memory)
     from fastgw.config import load
     from fastgw.loadtest.memory import tree_rss as rss
+    from fastgw._proxy import Clock
     from fastgw.routing import compile_routes
+    from fastgw.upstream.pool import UpstreamGroup
 
     before = rss(os.getpid())
     t0 = time.perf_counter()
     cfg = load(str(config))
     t1 = time.perf_counter()
-    trie, _plans = compile_routes(cfg)
+    clock = Clock(time.monotonic())
+    trie, _plans = compile_routes(cfg, {name: UpstreamGroup(up, clock, None, None)
+                                        for name, up in cfg.upstreams.items()})
     t2 = time.perf_counter()
     after = rss(os.getpid())
     paths = sample_requests(len(cfg.routes))
