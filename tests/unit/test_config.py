@@ -843,6 +843,22 @@ def test_recursive_alias_is_refused(tmp_path: Path) -> None:
     assert found[0] == "8: trusted_proxies[0]: recursive alias (a node that contains itself)", found
 
 
+
+def test_a_large_table_without_aliases_loads(tmp_path: Path) -> None:
+    # 40,000 routes are over 200,000 YAML nodes: refused as "aliases expanded too far" when the
+    # bound counted every node of the document instead of those reached again through aliases.
+    routes = "".join(f"  - {{match: {{path: /r{i}}}, upstream: app}}\n" for i in range(40_000))
+    config = load(write(tmp_path, MINIMAL.split("routes:")[0] + "routes:\n" + routes))
+    assert len(config.routes) == 40_000
+
+
+def test_aliases_that_expand_too_far_are_refused(tmp_path: Path) -> None:
+    laughs = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    laughs += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    text = MINIMAL + "".join(f"x-{line}\n" for line in laughs)
+    assert only_problem(tmp_path, text).endswith(": (root): document too large (aliases expanded too far)")
+
+
 # ---------------------------------------------------------------------------------------------
 # fastgw check
 

@@ -23,8 +23,10 @@ Path = tuple[str | int, ...]
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-# Aliases can make a small file expand enormously ("billion laughs"); a config never needs this.
-_MAX_NODES = 200_000
+# Aliases can make a small file expand enormously ("billion laughs"). What is bounded is the
+# nodes reached again through aliases and merges, not the document's own nodes: a table of
+# 100,000 routes has over a million of those, and its size is already the file's.
+_MAX_ALIASED_NODES = 200_000
 
 
 class YamlSyntaxError(Exception):
@@ -127,7 +129,8 @@ class _Converter:
         self._loader = loader
         self._doc = Document(data=None)
         self._active: set[int] = set()
-        self._count = 0
+        self._seen: set[int] = set()
+        self._aliased = 0
 
     def document(self, root: Node) -> Document:
         self._doc.data = self._value(root, (), root.start_mark.line + 1)
@@ -143,9 +146,12 @@ class _Converter:
         self._doc.problems.append(SourceProblem(line, path, message))
 
     def _value(self, node: Node, path: Path, key_line: int) -> Any:
-        self._count += 1
-        if self._count > _MAX_NODES:
-            raise YamlSyntaxError(node.start_mark.line + 1, "document too large (aliases expanded too far)")
+        if id(node) in self._seen:
+            self._aliased += 1
+            if self._aliased > _MAX_ALIASED_NODES:
+                raise YamlSyntaxError(node.start_mark.line + 1, "document too large (aliases expanded too far)")
+        else:
+            self._seen.add(id(node))
         empty = isinstance(node, ScalarNode) and node.value == "" and node.style is None
         self._doc.value_lines[path] = key_line if empty else node.start_mark.line + 1
         if isinstance(node, ScalarNode):
