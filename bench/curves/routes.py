@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -167,7 +168,10 @@ def fastgw_point(n: int, tmp: Path, repeats: int, calls: int) -> dict[str, Any]:
         for i in range(repeats):
             t0 = time.perf_counter()
             os.kill(server.pid, signal.SIGHUP)
-            server.wait_line(gateway.ready_pattern(i + 2), RELOAD_TIMEOUT_S)
+            done = re.compile(f"{gateway.ready_pattern(i + 2).pattern}|reload failed: .*")
+            line = server.wait_line(done, RELOAD_TIMEOUT_S).group(0)
+            if line.startswith("reload failed"):
+                raise RuntimeError(f"fastgw with {n} routes: {line}")
             reloads.append(time.perf_counter() - t0)
     finally:
         server.stop()
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
                 curve.add(nginx_point(n, curve.tmp, args.repeats), emit)
         status = "complete"
         return 0
-    except (ServerError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+    except (ServerError, OSError, ValueError, RuntimeError, subprocess.TimeoutExpired) as exc:
         status = f"aborted: {exc}"
         emit(f"\nERROR: {exc}")
         return 1

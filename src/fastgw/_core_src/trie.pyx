@@ -4,6 +4,7 @@
 # params (their dict and RouteMatch) and for the rare 405 that merges several patterns.
 
 import re
+from bisect import bisect_left as _bisect_left
 from collections.abc import Iterable
 
 cimport cython
@@ -560,9 +561,10 @@ cdef _Node _descend(_Node node, int kind, object value, bint create):
     child = node._child(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
     if child is None and create:
         child = _Node()
-        i = 0
-        while i < len(node.keys) and node.keys[i] < value:
-            i += 1
+        # Binary search, as _child's: a linear scan made a table of n sibling paths cost n²/2
+        # comparisons to build (100,000 routes took 26 s to compile, longer than a worker may
+        # take to start).
+        i = _bisect_left(node.keys, value)
         node.keys.insert(i, value)
         node.kids.insert(i, child)
     return child
