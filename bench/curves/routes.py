@@ -106,9 +106,9 @@ def fastgw_config(n: int, port: int, pidfile: Path) -> dict[str, Any]:
 def child(config: Path, calls: int) -> None:
     """In a fresh interpreter: load + compile time, the table's RSS, match ns (best of 3)."""
     import fastgw._core  # noqa: F401  (its import is not the table's memory)
+    from fastgw._proxy import Clock
     from fastgw.config import load
     from fastgw.loadtest.memory import tree_rss as rss
-    from fastgw._proxy import Clock
     from fastgw.routing import compile_routes
     from fastgw.upstream.pool import UpstreamGroup
 
