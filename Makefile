@@ -67,7 +67,7 @@ test-e2e: compile sysdeps-test
 bench: compile sysdeps-bench
 	$(PY) -m bench $(BENCH_ARGS)
 
-# The five cost curves at full scale, one after the other (about 25 minutes; bench/README.md).
+# The five cost curves at full scale, one after the other (about 40 minutes; bench/README.md).
 bench-curves: compile sysdeps-bench
 	$(PY) -m bench connections
 	$(PY) -m bench body
