@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
     curve = common.Curve("routes", "routes", METRICS, {k: v for k, v in vars(args).items() if k != "child"}, args.out)
     curve.start_note(emit)
     emit(f"points {', '.join(map(common.human, args.points))}; targets {', '.join(targets)}; {args.repeats} checks "
-         "and reloads per point (a full default run takes about 5 min, most of it at 100k routes)")
+         "and reloads per point (a full default run takes about 15 min, most of it at 100k routes)")
     status = "aborted"
     try:
         for n in args.points:
