@@ -18,8 +18,6 @@ cdef class TokenCacheFilter(Filter):
     cdef object _check            # the route's `require` check(req) -> Reply | None, or None
     cdef public long long hits
 
-    cdef int _result(self, Request req, object result) except -1
-
 
 @cython.final
 cdef class ApiKeyFilter(Filter):

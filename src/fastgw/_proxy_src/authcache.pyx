@@ -47,19 +47,8 @@ cdef class TokenCacheFilter(Filter):
                 self.hits += 1
                 if self._check is None:
                     return CONTINUE
-                return self._result(req, self._check(req))
-        return self._result(req, self._slow(req))
-
-    cdef int _result(self, Request req, object result) except -1:
-        if result is None:
-            return CONTINUE
-        if type(result) is Reply:
-            req.reply = <Reply>result
-            return RESPONDED
-        if _inspect.isawaitable(result):
-            (<ClientCore>req.ex).suspend_on(req, result)
-            return SUSPENDED
-        raise TypeError(f"authenticate returned {type(result).__name__}: expected None, a Reply or an awaitable")
+                return python_answer(req, self._check(req), "require check")
+        return python_answer(req, self._slow(req), "authenticate")
 
 
 @cython.final
@@ -85,7 +74,7 @@ cdef class ApiKeyFilter(Filter):
         cdef Py_ssize_t i, n = len(pairs), found = 0, hn = PyBytes_GET_SIZE(self._header)
         cdef const char* want = PyBytes_AS_STRING(self._header)
         cdef bytes name, key = None
-        cdef object entry, digest, result
+        cdef object entry, digest
         for i in range(0, n, 2):
             name = <bytes>pairs[i]
             if PyBytes_GET_SIZE(name) == hn and ieq(PyBytes_AS_STRING(name), want, hn):
@@ -109,8 +98,4 @@ cdef class ApiKeyFilter(Filter):
         req.up_extra = req.up_extra + <bytes>(<tuple>entry)[2]
         if self._check is None:
             return CONTINUE
-        result = self._check(req)
-        if result is None:
-            return CONTINUE
-        req.reply = <Reply>result
-        return RESPONDED
+        return python_answer(req, self._check(req), "require check")

@@ -56,6 +56,7 @@ cdef class Filter:
 @cython.final
 cdef class PyFilter(Filter):
     cdef object _on_request
+    cdef str _returned_by           # "<class>.on_request", for python_answer's TypeError
     cdef object _on_response
     cdef object _on_body
     cdef object _on_end

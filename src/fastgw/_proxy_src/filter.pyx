@@ -35,6 +35,22 @@ cdef class Filter:
         return req.reply if self.on_request(req) == RESPONDED else None
 
 
+cdef int python_answer(Request req, object result, str returned_by) except -1:
+    """What a request filter's Python code answered, as the chain's result: None goes on, a Reply
+    answers (req.reply), an awaitable suspends the request until it is done. One reading for
+    PyFilter and for the compiled filters that call Python (an authenticator, a `require` check);
+    `returned_by` names the callable in the TypeError for anything else."""
+    if result is None:
+        return CONTINUE
+    if type(result) is Reply:
+        req.reply = <Reply>result
+        return RESPONDED
+    if _inspect.isawaitable(result):
+        (<ClientCore>req.ex).suspend_on(req, result)
+        return SUSPENDED
+    raise TypeError(f"{returned_by} returned {type(result).__name__}: expected None, a Reply or an awaitable")
+
+
 @cython.final
 cdef class PyFilter(Filter):
     """A Python object as a filter (`fastgw.pipeline.RequestFilter` / `ResponseFilter`).
@@ -49,6 +65,7 @@ cdef class PyFilter(Filter):
         self.request_phase = getattr(obj, "request_phase", RQ_NONE) or RQ_NONE
         self.response_phase = getattr(obj, "response_phase", RS_NONE) or RS_NONE
         self._on_request = getattr(obj, "on_request", None) if self.request_phase else None
+        self._returned_by = f"{type(obj).__name__}.on_request"
         self._on_response = getattr(obj, "on_response", None) if self.response_phase else None
         self._on_body = getattr(obj, "on_body", None)
         self._on_end = getattr(obj, "on_end", None)
@@ -58,17 +75,7 @@ cdef class PyFilter(Filter):
             raise TypeError(f"{type(obj).__name__} has a response_phase but no on_response")
 
     cdef int on_request(self, Request req) except -1:
-        result = self._on_request(req)
-        if result is None:
-            return CONTINUE
-        if type(result) is Reply:
-            req.reply = <Reply>result
-            return RESPONDED
-        if _inspect.isawaitable(result):
-            (<ClientCore>req.ex).suspend_on(req, result)
-            return SUSPENDED
-        raise TypeError(f"{type(self.target).__name__}.on_request returned {type(result).__name__}: "
-                        "expected None, a Reply or an awaitable")
+        return python_answer(req, self._on_request(req), self._returned_by)
 
     cdef int on_response(self, Request req, ResponseHead head) except -1:
         self._on_response(req, head)
