@@ -9,7 +9,12 @@ exactly the part Python adds. The top functions of the measured dump are printed
 optimisation starts from a profile.
 
 With `--syscalls`, the worker runs without valgrind and `strace -c` counts the system calls it
-makes during the measured batch instead: the kernel's side of the same comparison.
+makes during the measured batch instead: the kernel's side of the same comparison. With `--cpu`,
+it runs natively and its CPU time (user and system) per request is read from /proc: the figure to
+trust where instruction counts mislead, as in TLS, whose crypto takes other code paths under
+valgrind.
+
+TLS scenarios: the client resumes each new connection's session from the one before, as wrk does.
 """
 
 from __future__ import annotations
@@ -67,15 +72,32 @@ def _request(scenario: Scenario) -> bytes:
     ).encode()
 
 
-def _connect(port: int, tls: bool) -> socket.socket:
-    """A client connection; with `tls`, a full handshake (no session is resumed, as with wrk)."""
+class _TlsClient:
+    """The client side of TLS as wrk has it: one context, and each new connection resumes the
+    session of the one before (wrk keeps its SSL object across reconnects), so a new-connection
+    scenario measures resumed handshakes, as the wall-clock run does."""
+
+    def __init__(self) -> None:
+        self.context = ssl._create_unverified_context()
+        self.session: ssl.SSLSession | None = None
+        self.resumed = 0
+
+    def wrap(self, sock: socket.socket) -> ssl.SSLSocket:
+        return self.context.wrap_socket(sock, server_hostname="localhost", session=self.session)
+
+    def keep(self, sock: ssl.SSLSocket) -> None:
+        """TLS 1.3 tickets come after the handshake: the session is resumable once a response
+        has been read."""
+        self.resumed += sock.session_reused
+        self.session = sock.session
+
+
+def _connect(port: int, tls: _TlsClient | None) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-    if tls:
-        return ssl._create_unverified_context().wrap_socket(sock, server_hostname="localhost")
-    return sock
+    return tls.wrap(sock) if tls is not None else sock
 
 
-def _send(port: int, n: int, request: bytes, new_connections: bool = False, tls: bool = False,
+def _send(port: int, n: int, request: bytes, new_connections: bool = False, tls: _TlsClient | None = None,
           conn: socket.socket | None = None) -> None:
     """`n` sequential requests, each response read in full: on one keep-alive connection (`conn`,
     kept by the caller so that the warm-up and the measured batch share it and no connection
@@ -85,6 +107,8 @@ def _send(port: int, n: int, request: bytes, new_connections: bool = False, tls:
         for _ in range(n):
             with _connect(port, tls) as sock:
                 _exchange(sock, request)
+                if tls is not None:
+                    tls.keep(sock)  # type: ignore[arg-type]
         return
     assert conn is not None
     for _ in range(n):
@@ -140,6 +164,29 @@ def _count_syscalls(target: str, worker: int, out_dir: Path, requests: int, send
     return total
 
 
+def _cpu_time(target: str, worker: int, out_dir: Path, requests: int, send: Callable[[], None]) -> float:
+    """The worker's CPU time around `send`, natively: the total from the scheduler (ns), split
+    into user and system by the clock ticks of /proc/PID/stat. Where instructions mislead (OpenSSL
+    picks its code path by CPU features, which valgrind masks), this is the figure to compare; it
+    wants a quiet machine and a batch of a second or more."""
+
+    def sample() -> tuple[int, int, int]:
+        with open(f"/proc/{worker}/schedstat") as f:
+            run_ns = int(f.read().split()[0])
+        with open(f"/proc/{worker}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return run_ns, int(fields[11]), int(fields[12])
+
+    before = sample()
+    send()
+    after = sample()
+    run_us = (after[0] - before[0]) / 1000 / requests
+    ticks = (after[1] - before[1]) + (after[2] - before[2])
+    user = (after[1] - before[1]) / ticks if ticks else 0.0
+    print(f"{target}: {run_us:.1f} µs CPU/request ({user:.0%} user, {1 - user:.0%} system; {requests} requests)")
+    return run_us
+
+
 def _worker_pid(master: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -175,7 +222,7 @@ def measure(
     keepalive: int = 64,
     metrics: bool = True,
     tracing: str | None = None,
-    syscalls: bool = False,
+    mode: str = "instructions",
 ) -> float:
     out_dir = work / f"cg-{target}"
     out_dir.mkdir()
@@ -186,7 +233,7 @@ def measure(
     tls = (free_port(), *tlscert.make_cert(work)) if scenario.tls else None
 
     def wrap(argv: list[str]) -> list[str]:
-        return argv if syscalls else _valgrind(out_dir, argv)
+        return _valgrind(out_dir, argv) if mode == "instructions" else argv
 
     if target == "fastgw":
         doc = gateway.config(
@@ -210,18 +257,27 @@ def measure(
     try:
         _worker_pid(server.pid, 60)
         send_port = tls[0] if tls is not None else port
-        conn = None if _closes(scenario) else _connect(send_port, tls is not None)
-        _send(send_port, warmup, request, _closes(scenario), tls is not None, conn)
+        client = _TlsClient() if tls is not None else None
+        conn = None if _closes(scenario) else _connect(send_port, client)
+        _send(send_port, warmup, request, _closes(scenario), client, conn)
         # the child that served the warm-up (nginx with proxy_cache also runs a cache manager)
         worker = _busiest_child(server.pid)
-        if syscalls:
-            return _count_syscalls(target, worker, out_dir, requests, lambda: _send(
-                send_port, requests, request, _closes(scenario), tls is not None, conn))
-        first = _dump(worker, out_dir, set())
-        _send(send_port, requests, request, _closes(scenario), tls is not None, conn)
+        def batch() -> None:
+            _send(send_port, requests, request, _closes(scenario), client, conn)
+
+        if mode != "instructions":
+            count = _count_syscalls if mode == "syscalls" else _cpu_time
+            result = count(target, worker, out_dir, requests, batch)
+        else:
+            first = _dump(worker, out_dir, set())
+            batch()
+            second = _dump(worker, out_dir, {first})
         if conn is not None:
             conn.close()
-        second = _dump(worker, out_dir, {first})
+        if client is not None and _closes(scenario):
+            print(f"{target}: {client.resumed} of {warmup + requests} TLS connections resumed")
+        if mode != "instructions":
+            return result
     finally:
         server.stop(30)
     total = int(_TOTALS.search(second.read_text(errors="replace")).group(1))  # type: ignore[union-attr]
@@ -264,9 +320,14 @@ def main(argv: list[str] | None = None) -> int:
         help="add a fastgw `tracing` section sampling SAMPLE of new traces (e.g. 0%% or 100%%; no export), "
         "to see what W3C trace propagation costs per request (default: no tracing)",
     )
-    ap.add_argument(
-        "--syscalls", action="store_true",
+    what = ap.add_mutually_exclusive_group()
+    what.add_argument(
+        "--syscalls", dest="mode", action="store_const", const="syscalls", default="instructions",
         help="count system calls per request with strace -c instead of instructions (no valgrind)",
+    )
+    what.add_argument(
+        "--cpu", dest="mode", action="store_const", const="cpu",
+        help="the worker's CPU time per request, natively (no valgrind; wants a quiet machine)",
     )
     args = ap.parse_args(argv)
     usable = {s.name: s for s in SCENARIOS if _measurable(s)}
@@ -274,8 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     if scenario is None:
         print(f"--scenario must be one of {', '.join(usable)}", file=sys.stderr)
         return 2
-    tool = "strace" if args.syscalls else "valgrind"
-    if shutil.which(tool) is None:
+    tool = {"syscalls": "strace", "instructions": "valgrind"}.get(args.mode)
+    if tool is not None and shutil.which(tool) is None:
         print(f"{tool} not found: apt-get install {tool}", file=sys.stderr)
         return 2
     install_cleanup()
@@ -288,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {
             t: measure(
                 t, backend_port, work, args.warmup, args.requests, args.top, scenario, args.keepalive,
-                args.metrics == "on", args.tracing, args.syscalls,
+                args.metrics == "on", args.tracing, args.mode,
             )
             for t in args.targets.split(",")
             if t != "nginx" or scenario.nginx_equivalent  # no nginx row where nginx cannot do the work
@@ -297,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         backend.stop()
         stop_all()
     if "fastgw" in results and "nginx" in results:
-        unit = "system calls" if args.syscalls else "instructions"
+        unit = {"syscalls": "system calls", "cpu": "CPU time"}.get(args.mode, "instructions")
         print(f"fastgw/nginx: {results['fastgw'] / results['nginx']:.2f}x {unit} per request")
     if os.environ.get("KEEP") != "1":
         shutil.rmtree(work, ignore_errors=True)
