@@ -2,15 +2,15 @@
 PYTHON_SYS ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
-CORE_SRC   := $(wildcard src/fastgw/_core.p* src/fastgw/_proxy.p* src/fastgw/_core_src/* src/fastgw/_proxy_src/*)
+CORE_SRC   := $(wildcard src/fastgw/_core.p* src/fastgw/_proxy.p* src/fastgw/_tls.p* src/fastgw/_core_src/* src/fastgw/_proxy_src/*)
 CORE_SO    := src/fastgw/.core-built
 APT_STAMP  := $(VENV)/.apt-updated
 
-.PHONY: all venv compile debug run test test-unit test-e2e bench bench-curves bench-micro locust clean distclean sysdeps-test sysdeps-bench
+.PHONY: all venv compile debug run test test-unit test-e2e bench bench-curves bench-micro locust clean distclean sysdeps-build sysdeps-test sysdeps-bench
 
 all: compile
 
-$(VENV)/.deps: pyproject.toml
+$(VENV)/.deps: pyproject.toml | sysdeps-build
 	$(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "Cython>=3.1,<4" "setuptools>=77" wheel
@@ -40,6 +40,10 @@ define apt_install
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 endef
+
+# libssl-dev: the headers `fastgw._tls` is compiled against (it links the system's libssl)
+sysdeps-build:
+	$(call apt_install,libssl-dev)
 
 # chromium: the status page's browser test (driven by the playwright package; no browser download)
 sysdeps-test:
@@ -82,7 +86,7 @@ locust: compile sysdeps-bench
 	$(PY) -m bench.locust_run $(LOCUST_ARGS)
 
 clean:
-	rm -rf build src/fastgw/*.so src/fastgw/_core.c src/fastgw/_proxy.c src/fastgw/*.html $(CORE_SO)
+	rm -rf build src/fastgw/*.so src/fastgw/_core.c src/fastgw/_proxy.c src/fastgw/_tls.c src/fastgw/*.html $(CORE_SO)
 
 distclean: clean
 	rm -rf $(VENV) src/*.egg-info

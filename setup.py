@@ -1,5 +1,6 @@
 """Builds the compiled modules: `fastgw._core` (the public library: router, path normalization,
-buckets) and `fastgw._proxy` (the private proxy, which cimports `_core`).
+buckets), `fastgw._proxy` (the private proxy, which cimports `_core`) and `fastgw._tls` (TLS
+termination on OpenSSL's libssl, whose headers come from libssl-dev).
 
 `FASTGW_DEBUG=1` builds with the FASTGW_DEBUG macro, line tracing and annotation (see `make debug`).
 """
@@ -20,6 +21,14 @@ extensions = [
         extra_compile_args=["-O2"] if not DEBUG else ["-O0", "-g"],
     )
     for name in ("_core", "_proxy")
+] + [
+    Extension(
+        "fastgw._tls",
+        ["src/fastgw/_tls.pyx"],
+        libraries=["ssl", "crypto"],
+        define_macros=macros,
+        extra_compile_args=["-O2"] if not DEBUG else ["-O0", "-g"],
+    )
 ]
 
 setup(

@@ -1,7 +1,8 @@
 """TLS contexts: termination on `listen` entries, and TLS to upstream targets (DESIGN §8).
 
-**Listeners.** The master builds each TLS listener's `ssl.SSLContext` once per generation, before
-forking its workers, and the workers inherit it: every worker of a generation then shares one
+**Listeners.** Terminated by the compiled `fastgw._tls` on OpenSSL directly (its docstring says
+why not through the `ssl` module). The master builds each TLS listener's context once per
+generation, before forking its workers, and the workers inherit it: every worker of a generation then shares one
 set of session-ticket keys (OpenSSL makes them when the context is created), so a client that
 resumes its session on another worker's connection (SO_REUSEPORT spreads connections over the
 workers) still resumes. A reload builds new contexts from the files as they are then: that is how
@@ -11,17 +12,17 @@ drained, no handshake in flight fails.
 What each listener context does: TLS 1.2 minimum (`min_version`), the Mozilla "intermediate"
 TLS 1.2 ciphers by default (TLS 1.3 suites are OpenSSL's, all AEAD), no compression, no
 renegotiation, ALPN `http/1.1` only, session tickets and the server session cache on. Several
-certificates: one context each, and an SNI callback on the first (the default for a missing or
-unknown name) that switches a connection to the context whose names match (exact, then one
-`*.` label). With `client_ca`, client certificates are verified against it (`client_cert:
+certificates: one OpenSSL context each, and an SNI callback on the first (the default for a
+missing or unknown name) that switches a connection to the context whose names match (exact,
+then one `*.` label). With `client_ca`, client certificates are verified against it (`client_cert:
 required` refuses a handshake without one; `optional` lets the auth decide).
 
 **Upstreams.** One client context per upstream with `tls`, built by each worker: verification on
 by default (the system's CAs, or `ca`), hostname checked against `sni`, TLS 1.2 minimum, an
 optional client certificate.
 
-Nothing here implements cryptography: the stdlib `ssl` module (OpenSSL) does the protocol and
-`cryptography` reads certificate names.
+Nothing here implements cryptography: OpenSSL does the protocol (through `fastgw._tls` for
+listeners, the stdlib `ssl` module for upstreams) and `cryptography` reads certificate names.
 """
 
 from __future__ import annotations
@@ -29,9 +30,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import ssl
-from collections.abc import Mapping
-from typing import Any
 
+from fastgw._tls import ServerContext
 from fastgw.config.model import Address, Config, ListenerTls, UpstreamTls
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "upstream_server_hostname",
 ]
 
-_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 
 def certificate_names(cert_path: str) -> tuple[str, ...]:
@@ -83,64 +82,20 @@ def check_cert_key(cert: str, key: str) -> tuple[str, ...]:
             pass
     except OSError as exc:
         raise ValueError(f"cannot read {key}: {exc.strerror}") from None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        ctx.load_cert_chain(cert, key)
-    except ssl.SSLError as exc:
-        reason = (exc.reason or "").upper()
-        if "MISMATCH" in reason:
-            raise ValueError(f"the key in {key} does not match the certificate in {cert}") from None
-        raise ValueError(f"{key} holds no usable private key for {cert} ({exc.reason or exc})") from None
+    ServerContext([(cert, key, ())])
     return certificate_names(cert)
 
 
-def _base(tls: ListenerTls) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = _VERSIONS[tls.min_version]
-    ctx.set_ciphers(tls.ciphers)
-    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-    ctx.set_alpn_protocols(["http/1.1"])
-    if tls.client_ca is not None and tls.client_cert != "off":
-        ctx.load_verify_locations(cafile=tls.client_ca)
-        ctx.verify_mode = ssl.CERT_REQUIRED if tls.client_cert == "required" else ssl.CERT_OPTIONAL
-    return ctx
+def server_context(tls: ListenerTls) -> ServerContext:
+    """The context of one TLS listener (see the module docstring). ValueError when a file is
+    unusable."""
+    return ServerContext(
+        [(item.cert, item.key, item.names or certificate_names(item.cert)) for item in tls.certificates],
+        tls.min_version, tls.ciphers, tls.client_ca, tls.client_cert,
+    )
 
 
-def server_context(tls: ListenerTls) -> ssl.SSLContext:
-    """The context of one TLS listener (see the module docstring)."""
-    contexts: list[tuple[ssl.SSLContext, tuple[str, ...]]] = []
-    for item in tls.certificates:
-        ctx = _base(tls)
-        ctx.load_cert_chain(item.cert, item.key)
-        contexts.append((ctx, item.names or certificate_names(item.cert)))
-    default = contexts[0][0]
-    if len(contexts) > 1:
-        exact: dict[str, ssl.SSLContext] = {}
-        wildcard: dict[str, ssl.SSLContext] = {}
-        for ctx, names in contexts:
-            for name in names:
-                table, key = (wildcard, name[2:]) if name.startswith("*.") else (exact, name)
-                table.setdefault(key, ctx)
-        default.sni_callback = _sni(exact, wildcard)
-    return default
-
-
-def _sni(exact: Mapping[str, ssl.SSLContext], wildcard: Mapping[str, ssl.SSLContext]) -> Any:
-    def pick(sslobj: Any, server_name: str | None, ctx: ssl.SSLContext) -> None:
-        if not server_name:
-            return None
-        name = server_name.lower().rstrip(".")
-        chosen = exact.get(name)
-        if chosen is None and "." in name:
-            chosen = wildcard.get(name.split(".", 1)[1])
-        if chosen is not None and chosen is not ctx:
-            sslobj.context = chosen
-        return None
-
-    return pick
-
-
-def listener_contexts(config: Config) -> dict[Address, ssl.SSLContext]:
+def listener_contexts(config: Config) -> dict[Address, ServerContext]:
     """The server context of every TLS listener, by address (built once per generation)."""
     return {listener.address: server_context(listener.tls) for listener in config.listen if listener.tls is not None}
 

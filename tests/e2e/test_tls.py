@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -250,6 +251,62 @@ def test_client_certificates_name_the_consumer(gw: Gateway, ca: trustme.CA, clie
     # The TLS listener without client_ca: no consumer, and a client cannot claim one.
     with tls_connect(gw.tls_port, client_context(ca)) as sock:  # type: ignore[attr-defined]
         assert request(sock, "/mtls/echo").status == 401
+
+
+def test_bodies_pipelining_and_broken_clients(gw: Gateway, ca: trustme.CA) -> None:
+    """What the TLS layer carries for the HTTP protocol: a 3 MiB download and a 1 MiB upload
+    (many TLS records each way), two pipelined requests in one record, then clients that break
+    the protocol: plain HTTP on the TLS port and garbage are closed, and the gateway serves on."""
+    from tests.support.backend import body_bytes
+
+    port = gw.tls_port  # type: ignore[attr-defined]
+    ctx = client_context(ca)
+    with tls_connect(port, ctx) as sock:
+        resp = request(sock, "/bytes/3145728")
+        assert resp.status == 200 and resp.body == body_bytes(3145728)
+        upload = b"u" * (1 << 20)
+        sock.sendall(build_request("POST", "/echo", [("Content-Length", str(len(upload)))], host="localhost")
+                     + upload)
+        reader = ResponseReader()
+        while (resp := reader.next_response()) is None:
+            reader.feed(sock.recv(65536))
+        echoed = resp.json()
+        assert echoed["body_length"] == len(upload)
+        sock.sendall(build_request("GET", "/echo?n=1", [], host="localhost")
+                     + build_request("GET", "/echo?n=2", [], host="localhost"))
+        reader = ResponseReader()
+        targets = []
+        while len(targets) < 2:
+            while (resp := reader.next_response()) is None:
+                reader.feed(sock.recv(65536))
+            targets.append(resp.json()["target"])
+        assert targets == ["/echo?n=1", "/echo?n=2"]
+    for junk in (build_request("GET", "/", [], host="localhost"), b"\x16\x03\x01\x00\x05hello" + b"\x00" * 64):
+        with socket.create_connection((LOOPBACK, port), timeout=5) as raw:
+            raw.sendall(junk)
+            received = b""
+            while chunk := raw.recv(65536):  # until the gateway closes (the timeout fails the test)
+                received += chunk
+            assert b"HTTP/1.1" not in received
+    with tls_connect(port, ctx) as sock:
+        assert request(sock, "/echo").status == 200
+
+
+def test_a_silent_client_is_dropped_after_the_header_timeout(backend: Backend, certs: dict[str, Any],
+                                                            tmp_path: Path) -> None:
+    """A connection that never starts its handshake holds no worker past `header_timeout`, and
+    a draining worker does not wait for it beyond that either."""
+    default = certs["default"]
+    port = free_port()
+    config = gateway_config(
+        backend.port, workers=1, limits={"header_timeout": "1s"},
+        listen=[{"address": f"{LOOPBACK}:{port}", "tls": {"cert": str(default.cert), "key": str(default.key)}}],
+    )
+    with Gateway(config, tmp_path) as gateway, socket.create_connection((LOOPBACK, port), timeout=10) as raw:
+        started = time.monotonic()
+        assert raw.recv(1) == b""
+        assert 0.5 < time.monotonic() - started < 5
+        assert gateway.alive()
 
 
 def test_tls_to_upstreams(gw: Gateway) -> None:

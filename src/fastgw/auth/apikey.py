@@ -17,6 +17,7 @@ import weakref
 from typing import Any
 
 from fastgw._proxy import Reply
+from fastgw._tls import TlsConnection
 from fastgw.config.model import ApiKeyAuth, MtlsAuth
 
 from .tokens import AMBIGUOUS, Refusals, TokenReader
@@ -89,30 +90,28 @@ class MtlsAuthenticator:
         self.refusals = Refusals(b"Mutual")
         self.header = spec.consumer_header.encode("latin-1")
         self._use_cn = spec.consumer == "cn"
-        self._seen: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+        self._seen: weakref.WeakKeyDictionary[TlsConnection, str | None] = weakref.WeakKeyDictionary()
 
     def authenticate(self, req: Any) -> Reply | None:
         ex = req.ex
         transport = ex.transport if ex is not None else None
-        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-        if ssl_object is None:
-            return self.refusals.missing
+        if not isinstance(transport, TlsConnection):
+            return self.refusals.missing  # not a TLS listener: no client certificate
         try:
-            consumer = self._seen[ssl_object]
+            consumer = self._seen[transport]
         except KeyError:
-            consumer = self._seen[ssl_object] = self._consumer(ssl_object)
+            consumer = self._seen[transport] = self._consumer(transport.get_extra_info("peercert"))
         if consumer is None:
             return self.refusals.missing
         req.identity = consumer
         req.set_upstream_header(self.header, consumer.encode("utf-8"))  # once per request: rare enough
         return None
 
-    def _consumer(self, ssl_object: Any) -> str | None:
-        """The verified client certificate's subject (None without one). `getpeercert()` is
-        non-empty only for a certificate that passed verification against `client_ca`."""
-        if not ssl_object.getpeercert():
+    def _consumer(self, der: bytes | None) -> str | None:
+        """The subject of the client certificate (DER) the TLS layer verified against
+        `client_ca` (None without one)."""
+        if der is None:
             return None
-        der = ssl_object.getpeercert(binary_form=True)
         from cryptography import x509
         from cryptography.x509.oid import NameOID
 

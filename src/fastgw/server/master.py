@@ -12,7 +12,6 @@ import os
 import selectors
 import signal
 import socket
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -292,7 +291,7 @@ class Master:
         previous = self.current.security if self.current is not None else None
         try:
             return build_security(config, previous)
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, ValueError) as exc:
             index = next((i for i, listener in enumerate(config.listen) if listener.tls is not None), 0)
             raise StartError(f"{place(self.config_path, ('listen', index, 'tls'))}: {exc}") from None
 

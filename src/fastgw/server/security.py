@@ -4,9 +4,9 @@ for why each is built in the master)."""
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass, field
 
+from fastgw._tls import ServerContext
 from fastgw.auth.shared import AuthShared
 from fastgw.config.model import Address, Config
 from fastgw.tls import listener_contexts
@@ -16,7 +16,7 @@ __all__ = ["Security", "build_security"]
 
 @dataclass(eq=False)
 class Security:
-    tls: dict[Address, ssl.SSLContext] = field(default_factory=dict)
+    tls: dict[Address, ServerContext] = field(default_factory=dict)
     """The server context of each TLS listener."""
     auth: AuthShared | None = None
     """Shared with the generation's auth agent (None without `auth`)."""
@@ -34,7 +34,7 @@ class Security:
 
 
 def build_security(config: Config, previous: Security | None) -> Security:
-    """Raises OSError or ssl.SSLError when a certificate file changed for the worse since the
+    """Raises OSError or ValueError when a certificate file changed for the worse since the
     config was validated (the caller reports it and keeps the running generation)."""
     tls = listener_contexts(config)
     auth = AuthShared(config.auth, previous.auth if previous is not None else None) if config.auth else None

@@ -12,13 +12,14 @@ import gc
 import os
 import signal
 import socket
-import time
+from collections.abc import Callable
 from functools import partial
 from typing import NoReturn
 
 import uvloop
 
 from fastgw._proxy import ListenerContext
+from fastgw._tls import TlsListener
 from fastgw.cache import SharedCache
 from fastgw.config.model import Address, Config
 from fastgw.http.protocol import ClientProtocol
@@ -49,39 +50,6 @@ def _settle_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
-
-
-class _TlsClientProtocol(ClientProtocol):
-    """A connection of a TLS listener. Its protocol exists from the accept, but the exchange knows
-    of it (`connection_made`, `Runtime.connections`) only once the handshake is done: until then
-    it is in `_pending`, so that a draining worker does not exit under a handshake in flight (the
-    client would see a reset: a request lost to a reload)."""
-
-    __slots__ = ()
-    _pending: dict[_TlsClientProtocol, float] = {}
-    """Accepted, handshake not finished: protocol -> accept time. A failed handshake never calls
-    connection_made, so entries older than the handshake timeout are dropped as they are found."""
-
-    @classmethod
-    def accepted(cls, ctx: ListenerContext) -> _TlsClientProtocol:
-        proto = cls(ctx)
-        cls._pending[proto] = time.monotonic()
-        return proto
-
-    @classmethod
-    def handshaking(cls, timeout: float) -> bool:
-        limit = time.monotonic() - timeout
-        for proto, at in list(cls._pending.items()):
-            if at < limit:
-                del cls._pending[proto]
-        return bool(cls._pending)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._pending.pop(self, None)
-        # The client can send its first request from now on: a draining worker waits for it from
-        # here (ClientCore.sweep), not from the accept.
-        self.last_active = time.monotonic()
-        super().connection_made(transport)
 
 
 class Worker:
@@ -118,6 +86,7 @@ class Worker:
         self.status_fd = status_fd
         self.lifeline_fd = lifeline_fd
         self.servers: list[asyncio.AbstractServer] = []
+        self.tls_listeners: list[TlsListener] = []
         self.stopping = False
 
     def main(self) -> NoReturn:
@@ -146,16 +115,14 @@ class Worker:
         for sock, address in self.sockets:
             info = ListenerInfo(listeners[address])
             context = self.security.tls.get(address)
-            ctx = ListenerContext(rt, info)
+            factory: Callable[[], asyncio.BaseProtocol] = partial(ClientProtocol, ListenerContext(rt, info))
             if context is not None:
-                server = loop.run_until_complete(loop.create_server(
-                    partial(_TlsClientProtocol.accepted, ctx), sock=sock, backlog=BACKLOG,
-                    ssl=context, ssl_handshake_timeout=rt.header_timeout,
-                ))
-            else:
-                server = loop.run_until_complete(
-                    loop.create_server(partial(ClientProtocol, ctx), sock=sock, backlog=BACKLOG)
-                )
+                # TLS in front of the HTTP protocol, which it makes once the handshake is done.
+                tls = TlsListener(context, factory, loop, rt.header_timeout)
+                self.tls_listeners.append(tls)
+                rt.every(TICK, tls.expire)
+                factory = tls
+            server = loop.run_until_complete(loop.create_server(factory, sock=sock, backlog=BACKLOG))
             self.servers.append(server)
         if self.push_sock is not None and rt.bridge is not None:
             loop.run_until_complete(rt.bridge.listen(self.push_sock))
@@ -206,7 +173,7 @@ class Worker:
         rt.every(TICK, self._check_drained)
 
     def _check_drained(self) -> None:
-        if not self.rt.connections and not _TlsClientProtocol.handshaking(self.rt.header_timeout):
+        if not self.rt.connections and not any(tls.handshaking for tls in self.tls_listeners):
             self._finish()
 
     def _finish(self) -> None:
