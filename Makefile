@@ -21,7 +21,7 @@ venv: $(VENV)/.deps
 
 # flock: several builds at once (parallel checkouts' tools, CI retries) would write the same .c
 # and .so files; they take turns instead.
-$(CORE_SO): $(VENV)/.deps $(CORE_SRC) setup.py
+$(CORE_SO): $(VENV)/.deps $(CORE_SRC) setup.py | sysdeps-build
 	flock src/fastgw/.build.lock $(PY) setup.py -q build_ext --inplace
 	touch $@
 

@@ -372,7 +372,7 @@ cdef class TlsConnection:
     cdef bint handshake(self) except -1:
         """One handshake step on what arrived; True once done (the HTTP protocol is then made
         and told of the connection)."""
-        ERR_clear_error()
+        ERR_clear_error()  # see read()
         cdef int rc = SSL_do_handshake(self.ssl)
         if rc != 1:
             if SSL_get_error(self.ssl, rc) == SSL_ERROR_WANT_READ:
@@ -394,6 +394,7 @@ cdef class TlsConnection:
         cdef int n = 0
         cdef int err
         cdef Py_ssize_t filled
+        ERR_clear_error()  # SSL_get_error reads the thread's queue: the stdlib's TLS shares it
         while not self.paused and not self.closing and self.ssl is not NULL:
             filled = 0
             while filled < READ_CHUNK:
@@ -453,6 +454,7 @@ cdef class TlsConnection:
 
     cdef int send(self, const unsigned char *data, Py_ssize_t size) except -1:
         cdef int n
+        ERR_clear_error()
         while size > 0:
             n = SSL_write(self.ssl, data, <int>min(size, 1 << 30))
             if n <= 0:

@@ -9,16 +9,18 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.support.client import Conn, raw_request
-from tests.support.procs import Backend, Gateway, gateway_config, start_backend
+from tests.support.procs import Backend, Gateway, free_port, gateway_config, start_backend
 
 pytestmark = pytest.mark.e2e
 
@@ -191,3 +193,30 @@ def test_a_thousand_idle_tunnels_cost_a_bounded_amount_each(backend: Backend, ws
         mib = 2**20
         print(f"\n1,000 idle tunnels: RSS {before / mib:.1f} -> {after / mib:.1f} MiB, {per_tunnel / 1024:.1f} KiB")
         assert per_tunnel < 64 * 1024, per_tunnel
+
+
+def test_wss_through_a_tls_listener(backend: Backend, wsb: Backend, tmp_path: Path) -> None:
+    """A tunnel over the compiled TLS layer: messages both ways, and one bigger than any socket
+    buffer, so that both sides of the tunnel pause and resume reading through TLS."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key))
+    port = free_port()
+    cfg = _config(backend, wsb, listen=[{"address": f"127.0.0.1:{port}", "tls": {"cert": str(cert), "key": str(key)}}])
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+
+    async def scenario() -> list[Any]:
+        async with connect(f"wss://localhost:{port}/ws/echo", ssl=client, max_size=None) as ws:
+            out = []
+            await ws.send("hello")
+            out.append(await ws.recv())
+            big = os.urandom(3 * 1024 * 1024)
+            await ws.send(big)
+            out.append(await ws.recv() == big)
+            return out
+
+    with Gateway(cfg, tmp_path):
+        assert run(scenario()) == ["hello", True]

@@ -1,5 +1,5 @@
-"""The compiled TLS layer (`fastgw._tls`) in process: a real OpenSSL server context, a fake TCP
-transport below it, a recording HTTP protocol above it, and a real TLS client on the other side
+"""The compiled TLS layer (`fastgw._tls`) in process: a real OpenSSL server context, the exchange
+tests' fake transport below it, a recording HTTP protocol above it, and a real TLS client on the other side
 (the stdlib `ssl` module over memory BIOs). Every assertion is on what crossed each side."""
 
 from __future__ import annotations
@@ -13,45 +13,9 @@ import pytest
 import trustme
 
 from fastgw._tls import ServerContext, TlsConnection, TlsListener
+from tests.unit.test_exchange import FakeTransport
 
 RECORD_HEADER = 5
-
-
-class FakeTcp:
-    """What the TLS layer writes to the network, and how it treats the connection."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.closed = False
-        self.aborted = False
-        self.reading = True
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed and not self.aborted, "write after close"
-        self.written.append(bytes(data))
-
-    def take(self) -> bytes:
-        out = b"".join(self.written)
-        self.written.clear()
-        return out
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def is_closing(self) -> bool:
-        return self.closed or self.aborted
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("192.0.2.10", 40000) if name == "peername" else default
 
 
 class App:
@@ -114,7 +78,7 @@ def certs(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
 
 
 class Pair:
-    """One TLS client (stdlib, memory BIOs) connected to one TlsConnection over a FakeTcp."""
+    """One TLS client (stdlib, memory BIOs) connected to one TlsConnection over a FakeTransport."""
 
     def __init__(self, context: ServerContext, client_ctx: ssl.SSLContext, server_name: str = "a.example",
                  timeout: float = 10.0) -> None:
@@ -128,7 +92,7 @@ class Pair:
 
         self.listener = TlsListener(context, make, self.loop, timeout)
         self.conn: TlsConnection = self.listener()
-        self.tcp = FakeTcp()
+        self.tcp = FakeTransport()
         self.conn.connection_made(self.tcp)
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.client = client_ctx.wrap_bio(self.incoming, self.outgoing, server_hostname=server_name)
@@ -190,7 +154,7 @@ def test_handshake_then_data_both_ways(certs: dict[str, tuple[str, str]], ca: tr
     pair.conn.write(memoryview(b"content-length: 0\r\n\r\n"))
     pair.to_client()
     assert pair.client_read() == b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
-    assert pair.conn.get_extra_info("peername") == ("192.0.2.10", 40000)
+    assert pair.conn.get_extra_info("peername") == (pair.tcp.peer, 40000)
     assert pair.conn.get_extra_info("peercert") is None
 
 
@@ -282,7 +246,7 @@ def test_client_close_notify_then_eof_tells_the_app_once(certs: dict[str, tuple[
 def test_not_tls_is_closed_without_an_app(certs: dict[str, tuple[str, str]]) -> None:
     listener = TlsListener(ServerContext([(*certs["a.example"], ())]), App, FakeLoop(), 10.0)
     conn = listener()
-    tcp = FakeTcp()
+    tcp = FakeTransport()
     conn.connection_made(tcp)
     conn.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert tcp.closed
@@ -303,7 +267,7 @@ def test_old_protocol_versions_are_refused(certs: dict[str, tuple[str, str]], ca
 def test_stalled_handshakes_expire(certs: dict[str, tuple[str, str]]) -> None:
     listener = TlsListener(ServerContext([(*certs["a.example"], ())]), App, FakeLoop(), 0.0)
     conn = listener()
-    tcp = FakeTcp()
+    tcp = FakeTransport()
     conn.connection_made(tcp)
     assert listener.handshaking == 1
     listener.expire()
