@@ -19,7 +19,7 @@ import pytest
 import trustme
 
 from tests.support.auth import AuthServer, CertFiles, client_context, issue, start_authserver
-from tests.support.client import LOOPBACK, Response, ResponseReader, build_request, start_load
+from tests.support.client import LOOPBACK, Response, ResponseReader, build_request, http_get, start_load
 from tests.support.procs import Backend, Gateway, free_port, gateway_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -96,7 +96,10 @@ def gw(
             "no_client_cert": {"targets": [up], "tls": {"ca": str(d / "ca.pem"), "sni": "upstream.test"}},
         },
         auth={"clients": {"type": "mtls"}},
+        rate_limits={"per_consumer": {"rate": "1/m", "burst": 2, "key": "consumer"}},
         routes=[
+            {"match": {"prefix": "/mtls-limited"}, "upstream": "backend", "strip_prefix": True, "auth": "clients",
+             "rate_limit": "per_consumer"},
             {"match": {"prefix": "/mtls"}, "upstream": "backend", "strip_prefix": True, "auth": "clients"},
             {"match": {"prefix": "/only-a"}, "upstream": "backend", "strip_prefix": True, "auth": "clients",
              "require": {"consumers": ["svc-a"]}},
@@ -251,6 +254,66 @@ def test_client_certificates_name_the_consumer(gw: Gateway, ca: trustme.CA, clie
     # The TLS listener without client_ca: no consumer, and a client cannot claim one.
     with tls_connect(gw.tls_port, client_context(ca)) as sock:  # type: ignore[attr-defined]
         assert request(sock, "/mtls/echo").status == 401
+
+
+def test_a_client_certificate_consumer_keys_rate_limits(gw: Gateway, ca: trustme.CA, client_ca: trustme.CA) -> None:
+    """The verified subject is a consumer like any other: a bucket each, for the whole host (each
+    request on a new connection, so both workers serve them)."""
+
+    def statuses(cn: str, n: int) -> list[int]:
+        ctx = client_context(ca)
+        client_ca.issue_cert(common_name=cn).configure_cert(ctx)
+        out = []
+        for _ in range(n):
+            with tls_connect(gw.mtls_port, ctx) as sock:  # type: ignore[attr-defined]
+                out.append(request(sock, "/mtls-limited/echo").status)
+        return out
+
+    assert statuses("svc-limited-a", 4) == [200, 200, 429, 429]
+    assert statuses("svc-limited-b", 1) == [200]
+
+
+def test_jwks_and_introspection_over_https(backend: Backend, ca: trustme.CA, certs: dict[str, Any],
+                                           tmp_path: Path) -> None:
+    """The auth agent fetches keys and introspects tokens over TLS, verified against `jwks_ca` /
+    `ca`; with a CA that did not sign the server's certificate it gets neither, and refuses. Two
+    auths name the same JWKS URL with different CAs: each gets its own fetch (keys were shared by
+    URL alone, so the last auth's CA decided for both)."""
+    from tests.support.auth import SigningKey, jwks
+
+    d: Path = certs["dir"]
+    server_files = issue(ca, tmp_path, "authserver", "127.0.0.1")
+    key = SigningKey.rsa("https-k1")
+    with start_authserver("--cert", str(server_files.cert), "--key", str(server_files.key), scheme="https") as auth:
+        auth.set_jwks(jwks(key))
+        auth.set_tokens({"tok-https": {"active": True, "sub": "u-https", "exp": int(time.time()) + 3600}})
+        ca_file, wrong = str(d / "ca.pem"), str(d / "wrong-ca.pem")
+        if not Path(wrong).exists():
+            trustme.CA().cert_pem.write_to_path(wrong)
+        introspection = {"type": "introspection", "url": f"{auth.url}/introspect", "client_id": "gw",
+                         "client_secret": "gw-secret", "timeout": "2s"}
+        config = gateway_config(
+            backend.port,
+            auth={
+                "jwt_ok": {"type": "jwt", "algorithms": ["RS256"], "jwks": f"{auth.url}/jwks", "jwks_ca": ca_file,
+                           "require_exp": False},
+                "jwt_wrong_ca": {"type": "jwt", "algorithms": ["RS256"], "jwks": f"{auth.url}/jwks",
+                                 "jwks_ca": wrong, "require_exp": False},
+                "opaque_ok": {**introspection, "ca": ca_file},
+                "opaque_wrong_ca": {**introspection, "ca": wrong},
+            },
+            routes=[{"match": {"prefix": f"/{name}"}, "upstream": "backend", "strip_prefix": True, "auth": name}
+                    for name in ("jwt_ok", "jwt_wrong_ca", "opaque_ok", "opaque_wrong_ca")],
+        )
+        (tmp_path / "gw").mkdir()
+        with Gateway(config, tmp_path / "gw") as gw:
+            token = [("Authorization", f"Bearer {key.token(sub='u-https')}")]
+            opaque = [("Authorization", "Bearer tok-https")]
+            assert http_get(gw.port, "/jwt_ok/echo", token).status == 200
+            assert http_get(gw.port, "/opaque_ok/echo", opaque).status == 200
+            assert http_get(gw.port, "/jwt_wrong_ca/echo", token).status == 503  # never any keys
+            assert http_get(gw.port, "/opaque_wrong_ca/echo", opaque).status == 503
+            assert auth.stats()["tokens"] == {"tok-https": 1}
 
 
 def test_bodies_pipelining_and_broken_clients(gw: Gateway, ca: trustme.CA) -> None:

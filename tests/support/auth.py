@@ -148,9 +148,14 @@ class AuthServer:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
+    def _open(self, req: urllib.request.Request | str) -> Any:
+        """A control call, over the server's own scheme (its certificate is not what is tested)."""
+        context = ssl._create_unverified_context() if self.scheme == "https" else None
+        return urllib.request.urlopen(req, timeout=5, context=context)
+
     def _put(self, path: str, body: bytes) -> None:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method="PUT")
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        req = urllib.request.Request(f"{self.url}{path}", data=body, method="PUT")
+        with self._open(req) as resp:
             resp.read()
 
     def set_jwks(self, doc: dict[str, Any]) -> None:
@@ -163,7 +168,7 @@ class AuthServer:
         self._put("/control/mode", json.dumps({"down": down, "delay_ms": delay_ms}).encode())
 
     def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as resp:
+        with self._open(f"{self.url}/stats") as resp:
             return json.loads(resp.read())  # type: ignore[no-any-return]
 
 

@@ -199,7 +199,7 @@ class Introspector:
 class Agent:
     def __init__(self, shared: AuthShared) -> None:
         self.shared = shared
-        self.fetchers = [JwksFetcher(source, shared.slot(source.url)) for source in shared.sources]
+        self.fetchers = [JwksFetcher(source, shared.slot(source.key)) for source in shared.sources]
         self.introspectors = {
             name: Introspector(spec) for name, spec in shared.auth.items() if isinstance(spec, IntrospectionAuth)
         }

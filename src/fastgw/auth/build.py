@@ -26,7 +26,7 @@ from .introspect import AgentClient, IntrospectionAuthenticator
 from .jwks import JwksFile
 from .jwt import JwtAuthenticator, SharedJwks
 from .require import compile_require
-from .shared import AuthShared
+from .shared import AuthShared, source_key
 
 __all__ = ["AuthFilter", "WorkerAuth"]
 
@@ -56,7 +56,7 @@ class WorkerAuth:
                 if spec.jwks_file is not None:
                     source = JwksFile(spec.jwks_file)
                 elif spec.jwks_url is not None:
-                    source = SharedJwks(shared.slot(spec.jwks_url))
+                    source = SharedJwks(shared.slot(source_key(spec)))
                 authenticator: Any = JwtAuthenticator(spec, source)
                 if source is not None:
                     self._watched.append((source, authenticator))

@@ -42,24 +42,39 @@ _STRIDE = _HEAD_SIZE + MAX_JWKS
 _SEQ, _REQUESTED, _ATTEMPTS = 0, 8, 16
 
 
+SourceKey = tuple[str, str | None]
+"""A JWKS URL and the CA its server is verified against (None: the system's CAs)."""
+
+
 @dataclass(frozen=True, slots=True)
 class UrlSource:
-    """One JWKS URL to fetch, with the tightest settings of the auths that use it."""
+    """One JWKS URL to fetch, with the tightest settings of the auths that use it. Auths that
+    name the same URL with different `jwks_ca` have a source each: keys fetched from a server
+    verified against one CA are never trusted by an auth that trusts another."""
 
     url: str
     refresh: float
     timeout: float
     ca: str | None
 
+    @property
+    def key(self) -> SourceKey:
+        return (self.url, self.ca)
+
+
+def source_key(spec: JwtAuth) -> SourceKey:
+    assert spec.jwks_url is not None
+    return (spec.jwks_url, spec.jwks_ca)
+
 
 def url_sources(auth: Mapping[str, AuthSpec]) -> list[UrlSource]:
-    found: dict[str, UrlSource] = {}
+    found: dict[SourceKey, UrlSource] = {}
     for spec in auth.values():
         if isinstance(spec, JwtAuth) and spec.jwks_url is not None:
-            old = found.get(spec.jwks_url)
+            old = found.get(source_key(spec))
             refresh = spec.jwks_refresh if old is None else min(old.refresh, spec.jwks_refresh)
             timeout = spec.jwks_timeout if old is None else min(old.timeout, spec.jwks_timeout)
-            found[spec.jwks_url] = UrlSource(spec.jwks_url, refresh, timeout, spec.jwks_ca)
+            found[source_key(spec)] = UrlSource(spec.jwks_url, refresh, timeout, spec.jwks_ca)
     return list(found.values())
 
 
@@ -159,12 +174,12 @@ class AuthShared:
     def __init__(self, auth: Mapping[str, AuthSpec], previous: AuthShared | None = None) -> None:
         self.auth = auth
         self.sources = url_sources(auth)
-        self.index = {s.url: i for i, s in enumerate(self.sources)}
+        self.index = {s.key: i for i, s in enumerate(self.sources)}
         self.mm = mmap.mmap(-1, max(1, len(self.sources)) * _STRIDE)
         self.slots = [JwksSlot(self.mm, i) for i in range(len(self.sources))]
         if previous is not None:
-            for url, i in self.index.items():
-                j = previous.index.get(url)
+            for key, i in self.index.items():
+                j = previous.index.get(key)
                 if j is not None:
                     self.slots[i].copy_from(previous.slots[j])
         self.needed = agent_needed(auth)
@@ -176,8 +191,8 @@ class AuthShared:
             self.listener.bind(self.socket_name)
             self.listener.listen(128)
 
-    def slot(self, url: str) -> JwksSlot:
-        return self.slots[self.index[url]]
+    def slot(self, key: SourceKey) -> JwksSlot:
+        return self.slots[self.index[key]]
 
     def fds(self) -> set[int]:
         return {self.listener.fileno()} if self.listener is not None else set()
