@@ -280,6 +280,12 @@ class CorsFilter(Filter):
         max_age: float | None,
     ) -> None: ...
 
+class CompressFilter(Filter):
+    """The COMPRESS response filter: `policy` is a `fastgw.compress.Policy`; `streams` maps each
+    coding to `(level, length) -> (compress piece, finish)`."""
+
+    def __init__(self, policy: Any, streams: dict[str, Callable[[int, int | None], Any]]) -> None: ...
+
 class FixedResponder(Filter):
     def __init__(self, reply: Reply) -> None: ...
 

@@ -1,9 +1,11 @@
 """Response compression (`compress:` on a route): gzip, brotli and zstd, streamed.
 
-`CompressFilter` is a response filter of phase COMPRESS. For each upstream response it decides,
-from the head alone, whether the body is compressed; if so it sets `Content-Encoding` and asks for
-the body (`head.stream_through`), which then goes through one compressor per response piece by
-piece: nothing is buffered beyond what the compressor itself holds. The exchange sends the result
+The filter is a response filter of phase COMPRESS, compiled (`fastgw._proxy.CompressFilter`,
+`_proxy_src/compress.pyx`), built from a route's `Policy` and the codecs here. For each upstream
+response it decides, from the head alone, whether the body is compressed; if so it sets
+`Content-Encoding` and asks for the body (`head.stream_through`), which then goes through one
+compressor per response piece by piece: nothing is buffered beyond what the compressor itself
+holds. The exchange sends the result
 chunked (close-delimited to HTTP/1.0 clients), since its length is not known in advance.
 
 A response is compressed only when all of these hold:
@@ -42,9 +44,8 @@ try:  # Python 3.14+
 except ImportError:  # pragma: no cover - depends on the Python version
     from backports import zstd  # type: ignore[no-redef]
 
-from fastgw._proxy import Request, ResponseHead
+from fastgw._proxy import CompressFilter, Request
 from fastgw.config.model import COMPRESS_ENCODINGS, Compress
-from fastgw.pipeline import ResponsePhase
 
 __all__ = [
     "ENCODINGS", "CompressFilter", "Policy", "TypeMatcher", "compress_body", "negotiate", "route_compress_filter",
@@ -53,8 +54,6 @@ __all__ = [
 ENCODINGS = COMPRESS_ENCODINGS
 """Every coding fastgw can produce, in its default order of preference."""
 
-_KEY = "fastgw.compress"
-"""Where a response's compressor waits in `req.vars` between its pieces."""
 _CACHE_SIZE = 256
 """Distinct Accept-Encoding and Content-Type values remembered per route (clients send few)."""
 
@@ -186,7 +185,7 @@ class TypeMatcher:
     """Media types as `type/subtype`, `type/*` or `type/*+suffix` patterns (lower case);
     parameters of the response's type (`; charset=...`) are ignored."""
 
-    __slots__ = ("exact", "any_subtype", "suffixes", "_cache")
+    __slots__ = ("exact", "any_subtype", "suffixes", "cache")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.exact: set[bytes] = set()
@@ -200,10 +199,11 @@ class TypeMatcher:
                 self.suffixes.append((kind, subtype[1:]))
             else:
                 self.exact.add(kind + b"/" + subtype)
-        self._cache: dict[bytes, bool] = {}
+        self.cache: dict[bytes, bool] = {}
+        """Content-Type -> whether it matches (the compiled filter reads it first)."""
 
     def match(self, content_type: bytes) -> bool:
-        known = self._cache.get(content_type)
+        known = self.cache.get(content_type)
         if known is not None:
             return known
         media = content_type.split(b";", 1)[0].strip().lower()
@@ -213,26 +213,27 @@ class TypeMatcher:
             or kind in self.any_subtype
             or any(kind == k and subtype.endswith(suffix) for k, suffix in self.suffixes)
         )
-        if len(self._cache) >= _CACHE_SIZE:
-            self._cache.clear()
-        self._cache[content_type] = result
+        if len(self.cache) >= _CACHE_SIZE:
+            self.cache.clear()
+        self.cache[content_type] = result
         return result
 
 
 class Policy:
     """What one route's `compress` decides, shared by its filter and its aggregation."""
 
-    __slots__ = ("encodings", "levels", "min_size", "types", "_choices")
+    __slots__ = ("encodings", "levels", "min_size", "types", "choices")
 
     def __init__(self, config: Compress) -> None:
         self.encodings = config.encodings
         self.levels = {"gzip": config.gzip_level, "br": config.br_level, "zstd": config.zstd_level}
         self.min_size = config.min_size
         self.types = TypeMatcher(config.types)
-        self._choices: dict[bytes | None, str | None] = {}
+        self.choices: dict[bytes | None, str | None] = {}
+        """Accept-Encoding -> the coding chosen (the compiled filter reads it first)."""
 
     def choose(self, accept: bytes | None) -> str | None:
-        choices = self._choices
+        choices = self.choices
         try:
             return choices[accept]
         except KeyError:
@@ -242,73 +243,6 @@ class Policy:
             choices.clear()
         choices[accept] = coding
         return coding
-
-
-def _has_token(values: list[bytes], token: bytes) -> bool:
-    for value in values:
-        for item in value.split(b","):
-            if item.strip().lower() == token:
-                return True
-    return False
-
-
-def _values(head: ResponseHead, lname: bytes) -> list[bytes]:
-    h = head.headers
-    return [h[i + 1] for i in range(0, len(h), 2) if h[i].lower() == lname]
-
-
-def add_vary(head: ResponseHead) -> None:
-    """`Vary: Accept-Encoding`, merged into any Vary already there (nothing to add to `*`)."""
-    vary = _values(head, b"vary")
-    if not vary:
-        head.add(b"Vary", b"Accept-Encoding")
-    elif not (_has_token(vary, b"accept-encoding") or _has_token(vary, b"*")):
-        head.set(b"Vary", b", ".join([*vary, b"Accept-Encoding"]))
-
-
-class CompressFilter:
-    """The COMPRESS response filter of a route with `compress:` (see the module docstring)."""
-
-    response_phase = ResponsePhase.COMPRESS
-    __slots__ = ("policy",)
-
-    def __init__(self, config: Compress) -> None:
-        self.policy = Policy(config)
-
-    def on_response(self, req: Request, head: ResponseHead) -> None:
-        status = head.status
-        if head.is_local or status < 200 or status == 204 or status == 206 or status == 304 \
-                or req.method == b"HEAD":
-            return
-        policy = self.policy
-        ctype = head.get(b"content-type")
-        if ctype is None or not policy.types.match(ctype):
-            return
-        if head.get(b"content-encoding") is not None or head.get(b"content-range") is not None:
-            return
-        length = head.length
-        if length is not None and length < policy.min_size:
-            return
-        cache_control = _values(head, b"cache-control")
-        if cache_control and _has_token(cache_control, b"no-transform"):
-            return
-        add_vary(head)
-        coding = policy.choose(req.header(b"accept-encoding"))
-        if coding is None:
-            return
-        head.set(b"Content-Encoding", coding.encode())
-        etag = head.get(b"etag")
-        if etag is not None and not etag.startswith(b"W/"):
-            head.set(b"ETag", b"W/" + etag)
-        head.remove(b"accept-ranges")
-        req.vars[_KEY] = _STREAMS[coding](policy.levels[coding], length)
-        head.stream_through(self)
-
-    def on_body(self, req: Request, data: bytes) -> bytes:
-        return req.vars[_KEY][0](data)
-
-    def on_end(self, req: Request) -> bytes:
-        return req.vars.pop(_KEY)[1]()
 
 
 def compress_body(
@@ -328,4 +262,4 @@ def compress_body(
 
 def route_compress_filter(route: Any) -> CompressFilter | None:
     """The route's filter, or None without `compress`."""
-    return CompressFilter(route.compress) if route.compress is not None else None
+    return CompressFilter(Policy(route.compress), _STREAMS) if route.compress is not None else None
