@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,41 @@ TARGETS = ("direct", "nginx", "fastgw")
 QUIET_LOAD = 0.3
 #: Per-run overhead beyond wrk's -d (process-tree walks, wrk start-up), for the time estimate.
 RUN_OVERHEAD_S = 0.4
+
+
+#: What ends a run as "aborted" with a message rather than a traceback: a server that would not
+#: start or answer, wrk failing, the system refusing (sockets, files), a bad setting.
+ERRORS: tuple[type[BaseException], ...] = (ServerError, wrk.WrkError, OSError, ValueError)
+
+
+def run_to_end(work: Callable[[], None], emit: Callable[[str], None], finish: Callable[[str], None],
+               errors: tuple[type[BaseException], ...] = ERRORS) -> int:
+    """Runs a benchmark's `work()`, then, however that ended, stops every process it started and
+    calls `finish(status)` to write what was measured with how the run ended: "complete" (exit
+    status 0), "aborted: ..." by one of `errors`, which it names (1), or "interrupted"
+    (re-raised)."""
+    status = "aborted"
+    try:
+        work()
+        status = "complete"
+        return 0
+    except errors as exc:
+        status = f"aborted: {exc}"
+        emit(f"\nERROR: {exc}")
+        return 1
+    except (KeyboardInterrupt, SystemExit):
+        status = "interrupted"
+        raise
+    finally:
+        stop_all()
+        finish(status)
+
+
+def rotation(targets: Sequence[str], repeat: int) -> list[str]:
+    """The targets in the order of repeat number `repeat`: rotated by one each repeat, so that no
+    target always runs first (or right after another) while the machine drifts."""
+    shift = repeat % len(targets)
+    return [*targets[shift:], *targets[:shift]]
 
 
 @dataclass(frozen=True)
@@ -349,8 +384,7 @@ class Bench:
             for repeat in range(self.opts.repeats):
                 for scenario in self.scenarios:
                     targets = self.targets_for(scenario)
-                    shift = repeat % len(targets)
-                    for target in targets[shift:] + targets[:shift]:
+                    for target in rotation(targets, repeat):
                         if repeat == 0 and self.opts.warmup_s:
                             warm = wrk.Load(load.threads, load.connections, self.opts.warmup_s)
                             self.measure(target, ends[target], scenario, backend, warm, placement.load)
@@ -417,25 +451,14 @@ def main(opts: Options, emit: Callable[[str], None] = print) -> int:
         f"workers: {', '.join(map(str, opts.workers))}"
     )
     emit(f"{bench.total_runs()} runs of {opts.duration_s:g} s, about {bench.estimate_s() / 60:.1f} min")
-    status = "aborted"
-    try:
+    def work() -> None:
         backend = bench.start_backend()
         for workers in opts.workers:
             bench.run_case(workers, backend, emit)
-        status = "complete"
         if len(opts.workers) > 1:
             emit("\n== all cases")
             for case in bench.doc["cases"]:
                 emit("\n" + report.table(case))
         emit("\n" + report.LEGEND)
-        return 0
-    except (ServerError, wrk.WrkError, ValueError, OSError) as exc:
-        status = f"aborted: {exc}"
-        emit(f"\nERROR: {exc}")
-        return 1
-    except (KeyboardInterrupt, SystemExit):
-        status = "interrupted"
-        raise
-    finally:
-        stop_all()
-        bench.finish(status, emit)
+
+    return run_to_end(work, emit, lambda status: bench.finish(status, emit))

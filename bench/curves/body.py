@@ -24,10 +24,10 @@ from typing import Any
 
 from bench import nginx, pinning
 from bench.curves import common, servers
-from bench.run import TARGETS
+from bench.run import TARGETS, rotation
 from bench.scenarios import SMALL_PATH
 from fastgw.loadtest import wrk
-from fastgw.loadtest.procs import Server, ServerError, free_port, install_cleanup, stop_all, taskset
+from fastgw.loadtest.procs import Server, free_port, install_cleanup, taskset
 from fastgw.loadtest.tools import MissingTool
 from fastgw.server.fdlimit import raise_nofile
 
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
         fastgw_extra={"limits": {"max_body": max(args.sizes) + 2**20}},
         nginx_http="    client_max_body_size 0;\n    proxy_max_temp_file_size 0;",
     )
-    status = "aborted"
-    try:
+
+    def points() -> None:
         backend = stack.start_backend()
         sink = start_sink(curve.tmp, placement.load) if "upload" in directions else None
         for size in args.sizes:
@@ -147,8 +147,7 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
                         servers.probe(end, path, shape.method, shape.body_bytes)
                     runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
                     for repeat in range(args.repeats):
-                        shift = repeat % len(targets)
-                        for target in targets[shift:] + targets[:shift]:
+                        for target in rotation(targets, repeat):
                             if repeat == 0 and args.warmup:
                                 servers.measure(ends[target], path, shape,
                                                 wrk.Load(threads, args.connections, args.warmup, timeout_s=30),
@@ -160,22 +159,12 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
                         curve.add(point(size, label, direction, runs[target], stack.baseline_rss.get(target)), emit)
                 finally:
                     servers.stop(ends)
-        status = "complete"
-        return 0
-    except (ServerError, wrk.WrkError, OSError, ValueError) as exc:
-        status = f"aborted: {exc}"
-        emit(f"\nERROR: {exc}")
-        return 1
-    except (KeyboardInterrupt, SystemExit):
-        status = "interrupted"
-        raise
-    finally:
-        stop_all()
-        curve.finish(status, emit, [
-            "targets: NAME = download (GET of an N-byte response), NAME-up = upload (POST of an N-byte body). "
-            "peak memory: the proxy's peak RSS during the runs (median) less its RSS when just started."
-        ])
-        curve.cleanup(args.keep_temp, emit)
+
+    notes = [
+        "targets: NAME = download (GET of an N-byte response), NAME-up = upload (POST of an N-byte body). "
+        "peak memory: the proxy's peak RSS during the runs (median) less its RSS when just started."
+    ]
+    return curve.run(points, emit, notes, args.keep_temp)
 
 
 if __name__ == "__main__":

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine
+from bench.run import ERRORS, QUIET_LOAD, run_to_end
 from fastgw.loadtest import plot
 from fastgw.loadtest.report import write_json
 from fastgw.loadtest.tools import BENCH_EXTRA
 
 TOLERANCE = 0.25
 OUT_DIR = Path(__file__).resolve().parent.parent / "out"
-#: 1-minute load average above which the run is flagged as not quiet (as `python -m bench`).
-QUIET_LOAD = 0.3
 
 
 @dataclass(frozen=True)
@@ -252,6 +251,17 @@ class Curve:
             + ("" if self.doc["status"] == "complete" else f" [{self.doc['status']}]"),
             self.xlabel,
         )
+
+    def run(self, points: Callable[[], None], emit: Callable[[str], None], notes: Sequence[str], keep_temp: bool,
+            errors: tuple[type[BaseException], ...] = ERRORS) -> int:
+        """Measures the curve's points (`points()`), then writes them with how the run ended (see
+        `bench.run.run_to_end`)."""
+
+        def finish(status: str) -> None:
+            self.finish(status, emit, notes)
+            self.cleanup(keep_temp, emit)
+
+        return run_to_end(points, emit, finish, errors)
 
     def cleanup(self, keep: bool, emit: Callable[[str], None]) -> None:
         if keep:

@@ -23,10 +23,10 @@ from typing import Any
 
 from bench import pinning
 from bench.curves import common, servers
-from bench.run import TARGETS
+from bench.run import TARGETS, rotation
 from bench.scenarios import SCENARIOS
 from fastgw.loadtest import wrk
-from fastgw.loadtest.procs import ServerError, install_cleanup, stop_all
+from fastgw.loadtest.procs import install_cleanup
 from fastgw.loadtest.tools import MissingTool
 from fastgw.server.fdlimit import raise_nofile
 
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
     script = curve.tmp / "get-small.lua"
     script.write_text(wrk.script(scenario))
     stack = servers.Stack(curve.tmp, args.workers, placement, 2 * top + 1024, args.keepalive, targets)
-    status = "aborted"
-    try:
+
+    def points() -> None:
         stack.start_backend()
         for x in args.points:
             emit(f"\n== {common.human(x)} connections")
@@ -127,8 +127,7 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
                     servers.probe(end, scenario.path)
                 runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
                 for repeat in range(args.repeats):
-                    shift = repeat % len(targets)
-                    for target in targets[shift:] + targets[:shift]:
+                    for target in rotation(targets, repeat):
                         if repeat == 0 and args.warmup:
                             servers.measure(ends[target], scenario.path, scenario,
                                             wrk.Load(threads, x, args.warmup, timeout_s=10), script, placement.load)
@@ -140,23 +139,13 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
                     curve.add(point(x, target, runs[target], stack.baseline_rss.get(target)), emit)
             finally:
                 servers.stop(ends)
-        status = "complete"
-        return 0
-    except (ServerError, wrk.WrkError, OSError, ValueError) as exc:
-        status = f"aborted: {exc}"
-        emit(f"\nERROR: {exc}")
-        return 1
-    except (KeyboardInterrupt, SystemExit):
-        status = "interrupted"
-        raise
-    finally:
-        stop_all()
-        curve.finish(status, emit, [
-            "memory/conn: the proxy's peak RSS during the runs (median) less its RSS when just started, per "
-            "connection; nginx allocates its connection array at start (worker_connections), which is not in "
-            "the difference."
-        ])
-        curve.cleanup(args.keep_temp, emit)
+
+    notes = [
+        "memory/conn: the proxy's peak RSS during the runs (median) less its RSS when just started, per "
+        "connection; nginx allocates its connection array at start (worker_connections), which is not in "
+        "the difference."
+    ]
+    return curve.run(points, emit, notes, args.keep_temp)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from bench import pinning
 from bench.curves import common, servers
 from bench.scenarios import SMALL_PATH, Scenario
 from fastgw.loadtest import wrk
-from fastgw.loadtest.procs import ServerError, install_cleanup, stop_all
+from fastgw.loadtest.procs import install_cleanup
 from fastgw.loadtest.tools import MissingTool
 from fastgw.server.fdlimit import raise_nofile
 
@@ -201,32 +201,22 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
          f"sized to the keys; {args.calls:,} decisions × {args.repeats} per point"
          + (f"; e2e wrk {args.duration} s per target and point" if args.e2e else ""))
     loops = build_loops(curve.tmp / "loops", emit) if args.cython else None
-    status = "aborted"
-    try:
+
+    def points() -> None:
         for keys in args.points:
             emit(f"\n== {common.human(keys)} keys")
             curve.add(table_point(keys, DEFAULT_CAPACITY, args.calls, args.repeats, loops, "default"), emit)
             curve.add(table_point(keys, sized(keys), args.calls, args.repeats, loops, "sized"), emit)
             if args.e2e:
                 e2e_points(keys, args, curve, emit)
-        status = "complete"
-        return 0
-    except (ServerError, wrk.WrkError, OSError, ValueError) as exc:
-        status = f"aborted: {exc}"
-        emit(f"\nERROR: {exc}")
-        return 1
-    except (KeyboardInterrupt, SystemExit):
-        status = "interrupted"
-        raise
-    finally:
-        stop_all()
-        curve.finish(status, emit, [
-            f"targets: default = a table of {DEFAULT_CAPACITY:,} slots (the gateway's default), sized = 2× the keys "
-            "rounded up to a power of two; *-e2e = wrk through each proxy with one key per request, cycling. "
-            "Times are per call, best of the repeats; a table larger than the CPU caches is slower per lookup "
-            "(memory latency), which the growth tolerance allows for."
-        ])
-        curve.cleanup(args.keep_temp, emit)
+
+    notes = [
+        f"targets: default = a table of {DEFAULT_CAPACITY:,} slots (the gateway's default), sized = 2× the keys "
+        "rounded up to a power of two; *-e2e = wrk through each proxy with one key per request, cycling. "
+        "Times are per call, best of the repeats; a table larger than the CPU caches is slower per lookup "
+        "(memory latency), which the growth tolerance allows for."
+    ]
+    return curve.run(points, emit, notes, args.keep_temp)
 
 
 if __name__ == "__main__":

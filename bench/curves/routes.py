@@ -34,7 +34,7 @@ from bench.curves import common
 from fastgw.loadtest import gateway
 from fastgw.loadtest.cpu import tree_pids
 from fastgw.loadtest.memory import tree_rss
-from fastgw.loadtest.procs import ServerError, free_port, install_cleanup, stop_all
+from fastgw.loadtest.procs import ServerError, free_port, install_cleanup
 
 METRICS = (
     common.Metric("match_ns", "match", " ns", 0.0, "a trie lookup costs the path's length, not the table's"),
@@ -239,33 +239,24 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
     curve.start_note(emit)
     emit(f"points {', '.join(map(common.human, args.points))}; targets {', '.join(targets)}; {args.repeats} checks "
          "and reloads per point (a full default run takes about 15 min, most of it at 100k routes)")
-    status = "aborted"
-    try:
+
+    def points() -> None:
         for n in args.points:
             emit(f"\n== {common.human(n)} routes")
             if "fastgw" in targets:
                 curve.add(fastgw_point(n, curve.tmp, args.repeats, args.calls), emit)
             if "nginx" in targets:
                 curve.add(nginx_point(n, curve.tmp, args.repeats), emit)
-        status = "complete"
-        return 0
-    except (ServerError, OSError, ValueError, RuntimeError, subprocess.TimeoutExpired) as exc:
-        status = f"aborted: {exc}"
-        emit(f"\nERROR: {exc}")
-        return 1
-    except (KeyboardInterrupt, SystemExit):
-        status = "interrupted"
-        raise
-    finally:
-        stop_all()
-        curve.finish(status, emit, [
-            "match: RouteTrie.match from Python (call overhead included, ~20-25 ns), best of 3. memory/route: RSS "
-            "of a fresh interpreter after loading and compiling the config less before, per route (config objects "
-            "and trie together). check: `fastgw check` / `nginx -t` wall time, process start included. reload: HUP "
-            "until the new generation serves (fastgw: `ready: generation N`; nginx: every worker new). server RSS: "
-            "master and worker(s) after start."
-        ])
-        curve.cleanup(args.keep_temp, emit)
+
+    notes = [
+        "match: RouteTrie.match from Python (call overhead included, ~20-25 ns), best of 3. memory/route: RSS "
+        "of a fresh interpreter after loading and compiling the config less before, per route (config objects "
+        "and trie together). check: `fastgw check` / `nginx -t` wall time, process start included. reload: HUP "
+        "until the new generation serves (fastgw: `ready: generation N`; nginx: every worker new). server RSS: "
+        "master and worker(s) after start."
+    ]
+    return curve.run(points, emit, notes, args.keep_temp,
+                     errors=(ServerError, OSError, ValueError, RuntimeError, subprocess.TimeoutExpired))
 
 
 if __name__ == "__main__":

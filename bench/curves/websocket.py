@@ -27,10 +27,10 @@ from typing import Any
 
 from bench import gateway, nginx, pinning
 from bench.curves import common
-from bench.run import TARGETS
+from bench.run import TARGETS, rotation
 from fastgw.loadtest.cpu import tree_ticks, us_per_request
 from fastgw.loadtest.memory import PeakWatch, tree_rss
-from fastgw.loadtest.procs import Server, ServerError, free_port, install_cleanup, stop_all, taskset
+from fastgw.loadtest.procs import Server, ServerError, free_port, install_cleanup, taskset
 from fastgw.server.fdlimit import raise_nofile
 
 METRICS = (
@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
     emit(f"points {', '.join(map(common.human, args.points))}; targets {', '.join(targets)}; {placement.note}; "
          f"{args.size}-byte messages, window {args.window}; load {load_procs} process(es), echo {echo_procs}; "
          f"{runs_total} runs of {args.duration:g} s: about {estimate / 60:.1f} min")
-    status = "aborted"
-    try:
+
+    def points() -> None:
         echo, echo_port = start_echo(curve.tmp, echo_procs, placement.load)
         for x in args.points:
             emit(f"\n== {common.human(x)} connections")
@@ -193,8 +193,7 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
             try:
                 runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
                 for repeat in range(args.repeats):
-                    shift = repeat % len(targets)
-                    for target in targets[shift:] + targets[:shift]:
+                    for target in rotation(targets, repeat):
                         port, server = ends[target]
                         if repeat == 0 and args.warmup:
                             measure(port, server, x, args.warmup, args, placement, procs)
@@ -209,23 +208,14 @@ def main(argv: list[str] | None = None, emit: Any = print) -> int:
                     if server is not None:
                         server.stop()
         echo.stop()
-        status = "complete"
-        return 0
-    except (ServerError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        status = f"aborted: {exc}"
-        emit(f"\nERROR: {exc}")
-        return 1
-    except (KeyboardInterrupt, SystemExit):
-        status = "interrupted"
-        raise
-    finally:
-        stop_all()
-        curve.finish(status, emit, [
-            "round trips/s: echo round trips completed by all connections per second (closed loop, one message "
-            "in flight per connection unless --window); direct is the load generator against the echo backend, "
-            "the ceiling of this layout."
-        ])
-        curve.cleanup(args.keep_temp, emit)
+
+    notes = [
+        "round trips/s: echo round trips completed by all connections per second (closed loop, one message "
+        "in flight per connection unless --window); direct is the load generator against the echo backend, "
+        "the ceiling of this layout."
+    ]
+    return curve.run(points, emit, notes, args.keep_temp,
+                     errors=(ServerError, OSError, ValueError, subprocess.TimeoutExpired))
 
 
 if __name__ == "__main__":

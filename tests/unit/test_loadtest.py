@@ -336,3 +336,41 @@ def test_raise_nofile_never_lowers_the_limit() -> None:
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     assert raise_nofile(16) == soft
     assert os.sysconf("SC_OPEN_MAX") == soft
+
+
+def test_a_curve_run_says_how_it_ended(tmp_path: Path) -> None:
+    """Every curve ends through Curve.run: measured points are written whatever happened, an error
+    is said in one line with exit status 1, an interrupt is passed on."""
+    import json
+
+    from fastgw.loadtest.procs import ServerError
+
+    metric = common.Metric("v", "value", "", None)
+
+    def curve_with(points: Any) -> tuple[int | None, dict[str, Any], list[str]]:
+        lines: list[str] = []
+        curve = common.Curve("test", "x", [metric], {}, tmp_path, need_fastgw=False)
+        try:
+            code: int | None = curve.run(lambda: points(curve, lines.append), lines.append, ["a note"], False)
+        except KeyboardInterrupt:
+            code = None
+        assert not curve.tmp.exists(), "the run's temporary files are removed"
+        return code, json.loads(curve.json_path.read_text()), lines
+
+    def one_point(curve: common.Curve, emit: Any) -> None:
+        curve.add({"x": 1, "target": "t", "v": 2.0}, emit)
+
+    def fails(curve: common.Curve, emit: Any) -> None:
+        one_point(curve, emit)
+        raise ServerError("the proxy did not start")
+
+    def interrupted(curve: common.Curve, emit: Any) -> None:
+        raise KeyboardInterrupt
+
+    code, doc, lines = curve_with(one_point)
+    assert (code, doc["status"], len(doc["points"]), doc["notes"]) == (0, "complete", 1, ["a note"])
+    code, doc, lines = curve_with(fails)
+    assert (code, doc["status"], len(doc["points"])) == (1, "aborted: the proxy did not start", 1)
+    assert "\nERROR: the proxy did not start" in lines
+    code, doc, _ = curve_with(interrupted)
+    assert (code, doc["status"]) == (None, "interrupted")
