@@ -31,15 +31,12 @@ cdef extern from "openssl/ssl.h" nogil:
     ctypedef struct BIO
     ctypedef struct BIO_METHOD
     ctypedef struct X509
-    ctypedef struct X509_NAME
     cdef struct stack_st_X509_NAME
 
     int TLS1_2_VERSION
     int TLS1_3_VERSION
     int SSL_FILETYPE_PEM
-    int SSL_ERROR_NONE
     int SSL_ERROR_WANT_READ
-    int SSL_ERROR_WANT_WRITE
     int SSL_ERROR_ZERO_RETURN
     int SSL_VERIFY_PEER
     int SSL_VERIFY_FAIL_IF_NO_PEER_CERT
@@ -102,7 +99,6 @@ cdef extern from "openssl/bio.h" nogil:
     long BIO_set_mem_eof_return(BIO *b, int v)
 
 cdef extern from "openssl/err.h" nogil:
-    unsigned long ERR_get_error()
     unsigned long ERR_peek_last_error()
     void ERR_clear_error()
     const char *ERR_reason_error_string(unsigned long e)
