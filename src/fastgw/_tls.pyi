@@ -26,7 +26,10 @@ class TlsListener:
         protocol_factory: Callable[[], asyncio.BaseProtocol],
         loop: asyncio.AbstractEventLoop,
         handshake_timeout: float,
-    ) -> None: ...
+        count: Callable[[int], object] | None = None,
+        counters: tuple[int, int, int, int] = (0, 0, 0, 0),
+    ) -> None:
+        """`count(counters[k])` once per handshake completed, resumed, failed, timed out."""
     def __call__(self) -> TlsConnection: ...
     @property
     def handshaking(self) -> int: ...

@@ -88,6 +88,7 @@ cdef extern from "openssl/ssl.h" nogil:
     int SSL_shutdown(SSL *ssl)
     int SSL_get_error(const SSL *ssl, int ret)
     X509 *SSL_get0_peer_certificate(const SSL *ssl)
+    int SSL_session_reused(const SSL *ssl)
     long SSL_get_verify_result(const SSL *ssl)
 
 cdef extern from "openssl/bio.h" nogil:
@@ -257,13 +258,27 @@ cdef class TlsListener:
     cdef object loop
     cdef readonly double handshake_timeout
     cdef dict pending          # TlsConnection -> accept time (monotonic)
+    cdef object count          # count(i): one more of counter i (the worker's metrics block)
+    cdef Py_ssize_t at_handshakes, at_resumed, at_errors, at_timeouts
 
-    def __init__(self, ServerContext context, protocol_factory, loop, double handshake_timeout):
+    def __init__(self, ServerContext context, protocol_factory, loop, double handshake_timeout, count=None,
+                 counters=(0, 0, 0, 0)):
+        """`count` and `counters`: where handshakes, resumed sessions, failed handshakes and
+        handshake timeouts are counted (`count(counters[k])`, once per handshake)."""
         self.context = context
         self.protocol_factory = protocol_factory
         self.loop = loop
         self.handshake_timeout = handshake_timeout
         self.pending = {}
+        self.count = count
+        self.at_handshakes, self.at_resumed, self.at_errors, self.at_timeouts = counters
+
+    cdef void counted(self, Py_ssize_t at) noexcept:
+        if self.count is not None:
+            try:
+                self.count(at)
+            except Exception:
+                pass  # a counter is never worth a connection
 
     def __call__(self):
         return TlsConnection(self)
@@ -279,6 +294,7 @@ cdef class TlsListener:
         for conn, at in list(self.pending.items()):
             if <double>at < limit:
                 del self.pending[conn]
+                self.counted(self.at_timeouts)
                 conn.abort()
 
 
@@ -376,7 +392,11 @@ cdef class TlsConnection:
                 return False
             self.fail()
             return False
-        self.listener.pending.pop(self, None)
+        cdef TlsListener listener = self.listener
+        listener.pending.pop(self, None)
+        listener.counted(listener.at_handshakes)
+        if SSL_session_reused(self.ssl):
+            listener.counted(listener.at_resumed)
         self.flush()  # the server's Finished or its session tickets
         app = self.listener.protocol_factory()
         self.app = app
@@ -442,7 +462,9 @@ cdef class TlsConnection:
         not the gateway's fault, and logging it would let any client fill the log."""
         ERR_clear_error()
         self.closing = True
-        self.listener.pending.pop(self, None)
+        if self.app is None:
+            self.listener.pending.pop(self, None)
+            self.listener.counted(self.listener.at_errors)
         if self.ssl is not NULL:
             self.flush()
         self.tcp.close()

@@ -33,8 +33,10 @@ import ssl
 
 from fastgw._tls import ServerContext
 from fastgw.config.model import Address, Config, ListenerTls, UpstreamTls
+from fastgw.metrics import declare
 
 __all__ = [
+    "TLS_STATS",
     "certificate_names",
     "check_cert_key",
     "listener_contexts",
@@ -43,6 +45,21 @@ __all__ = [
     "upstream_server_hostname",
 ]
 
+
+
+def tls_listeners(config: Config) -> list[str]:
+    """The addresses of the TLS listeners, in `listen` order: the `listener` label of TLS_STATS."""
+    return [str(listener.address) for listener in config.listen if listener.tls is not None]
+
+
+TLS_STATS = declare("tls", {
+    "handshakes": "TLS handshakes clients completed.",
+    "resumed": "Handshakes that resumed a session (no certificate sent, nothing signed).",
+    "handshake_errors": "Handshakes that failed: not TLS, no common version or cipher, a client certificate "
+                        "refused.",
+    "handshake_timeouts": "Clients that did not complete their handshake within limits.header_timeout.",
+}, per=("listener", tls_listeners))
+"""Counted by each listener's `fastgw._tls.TlsListener` (its worker passes the block)."""
 
 
 def certificate_names(cert_path: str) -> tuple[str, ...]:

@@ -353,6 +353,14 @@ def test_bodies_pipelining_and_broken_clients(gw: Gateway, ca: trustme.CA) -> No
             assert b"HTTP/1.1" not in received
     with tls_connect(port, ctx) as sock:
         assert request(sock, "/echo").status == 200
+    # The refused clients are counted, per listener, for the whole host.
+    text = http_get(gw.admin_port, "/metrics").body.decode()
+    listener = f'listener="{LOOPBACK}:{port}"'
+    errors = [line for line in text.splitlines() if line.startswith("fastgw_tls_handshake_errors_total{")
+              and listener in line]
+    assert errors and float(errors[0].rsplit(" ", 1)[1]) >= 2, errors
+    done = [line for line in text.splitlines() if line.startswith("fastgw_tls_handshakes_total{") and listener in line]
+    assert done and float(done[0].rsplit(" ", 1)[1]) >= 2, done
 
 
 def test_a_silent_client_is_dropped_after_the_header_timeout(backend: Backend, certs: dict[str, Any],

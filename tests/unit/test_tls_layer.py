@@ -16,6 +16,8 @@ from fastgw._tls import ServerContext, TlsConnection, TlsListener
 from tests.unit.test_exchange import FakeTransport
 
 RECORD_HEADER = 5
+COUNTERS = (10, 11, 12, 13)
+HANDSHAKES, RESUMED, ERRORS, TIMEOUTS = COUNTERS
 
 
 class App:
@@ -90,7 +92,8 @@ class Pair:
             self.apps.append(app)
             return app
 
-        self.listener = TlsListener(context, make, self.loop, timeout)
+        self.counts: list[int] = []
+        self.listener = TlsListener(context, make, self.loop, timeout, self.counts.append, COUNTERS)
         self.conn: TlsConnection = self.listener()
         self.tcp = FakeTransport()
         self.conn.connection_made(self.tcp)
@@ -145,6 +148,7 @@ def test_handshake_then_data_both_ways(certs: dict[str, tuple[str, str]], ca: tr
     assert pair.listener.handshaking == 1
     pair.handshake()
     assert pair.listener.handshaking == 0
+    assert pair.counts == [HANDSHAKES]
     assert pair.app.events == ["made"] and pair.app.transport is pair.conn
     assert pair.client.selected_alpn_protocol() is None
     pair.client.write(b"GET / HTTP/1.1\r\n\r\n")
@@ -244,7 +248,8 @@ def test_client_close_notify_then_eof_tells_the_app_once(certs: dict[str, tuple[
 
 
 def test_not_tls_is_closed_without_an_app(certs: dict[str, tuple[str, str]]) -> None:
-    listener = TlsListener(ServerContext([(*certs["a.example"], ())]), App, FakeLoop(), 10.0)
+    counts: list[int] = []
+    listener = TlsListener(ServerContext([(*certs["a.example"], ())]), App, FakeLoop(), 10.0, counts.append, COUNTERS)
     conn = listener()
     tcp = FakeTransport()
     conn.connection_made(tcp)
@@ -253,6 +258,7 @@ def test_not_tls_is_closed_without_an_app(certs: dict[str, tuple[str, str]]) -> 
     assert listener.handshaking == 0
     conn.data_received(b"more")  # ignored once failed
     conn.connection_lost(None)
+    assert counts == [ERRORS]
 
 
 def test_old_protocol_versions_are_refused(certs: dict[str, tuple[str, str]], ca: trustme.CA) -> None:
@@ -262,16 +268,19 @@ def test_old_protocol_versions_are_refused(certs: dict[str, tuple[str, str]], ca
     with pytest.raises(ssl.SSLError):
         pair.handshake()
     assert pair.apps == [] and pair.tcp.closed
+    assert pair.counts == [ERRORS]
 
 
 def test_stalled_handshakes_expire(certs: dict[str, tuple[str, str]]) -> None:
-    listener = TlsListener(ServerContext([(*certs["a.example"], ())]), App, FakeLoop(), 0.0)
+    counts: list[int] = []
+    listener = TlsListener(ServerContext([(*certs["a.example"], ())]), App, FakeLoop(), 0.0, counts.append, COUNTERS)
     conn = listener()
     tcp = FakeTransport()
     conn.connection_made(tcp)
     assert listener.handshaking == 1
     listener.expire()
     assert tcp.aborted and listener.handshaking == 0
+    assert counts == [TIMEOUTS]
 
 
 def test_client_certificate(certs: dict[str, tuple[str, str]], ca: trustme.CA, tmp_path: Path) -> None:
@@ -311,3 +320,21 @@ def test_files_that_cannot_serve_say_why(certs: dict[str, tuple[str, str]], tmp_
         ServerContext([(cert_a, str(empty), ())])
     with pytest.raises(ValueError, match="no usable cipher"):
         ServerContext([(cert_a, key_a, ())], ciphers="NOT-A-CIPHER")
+
+
+def test_a_resumed_session_is_counted(certs: dict[str, tuple[str, str]], ca: trustme.CA) -> None:
+    context = ServerContext([(*certs["a.example"], ())])
+    client = client_context(ca)
+    first = Pair(context, client)
+    first.handshake()
+    first.client.write(b"x")
+    first.to_server()
+    first.conn.write(b"y")  # TLS 1.3: the session tickets came with the handshake's end
+    first.to_client()
+    assert first.client_read() == b"y"
+    second = Pair(context, client)
+    second.client = client.wrap_bio(second.incoming, second.outgoing, server_hostname="a.example",
+                                    session=first.client.session)
+    second.handshake()
+    assert second.client.session_reused
+    assert second.counts == [HANDSHAKES, RESUMED]

@@ -30,6 +30,7 @@ from fastgw.runtime import TICK, ListenerInfo, Runtime
 from fastgw.server.procinfo import set_title
 from fastgw.server.security import Security
 from fastgw.server.sockets import BACKLOG
+from fastgw.tls import TLS_STATS, tls_listeners
 from fastgw.upstream.shared import UpstreamShared
 
 WORKER_BOOT_ERROR = 3
@@ -112,13 +113,17 @@ class Worker:
             self.security.auth, self.cache,
         )
         listeners = {listener.address: listener for listener in self.config.listen}
+        tls_index = {address: i for i, address in enumerate(tls_listeners(self.config))}
+        tls_stats = rt.metrics.block(TLS_STATS) if tls_index else None
         for sock, address in self.sockets:
             info = ListenerInfo(listeners[address])
             context = self.security.tls.get(address)
             factory: Callable[[], asyncio.BaseProtocol] = partial(ClientProtocol, ListenerContext(rt, info))
             if context is not None:
                 # TLS in front of the HTTP protocol, which it makes once the handshake is done.
-                tls = TlsListener(context, factory, loop, rt.header_timeout)
+                i = tls_index[str(address)]
+                counters = tuple(TLS_STATS.at(name, i) for name in TLS_STATS.counters)
+                tls = TlsListener(context, factory, loop, rt.header_timeout, tls_stats.inc, counters)
                 self.tls_listeners.append(tls)
                 rt.every(TICK, tls.expire)
                 factory = tls
