@@ -227,12 +227,22 @@ def test_sessions_resume_on_every_worker(gw: Gateway, ca: trustme.CA, version: s
         assert request(sock, "/echo").status == 200  # TLS 1.3 tickets arrive after the handshake
         session = sock.session
     assert session is not None
+    before = tls_counter(gw, "resumed", port)
     reused = []
     for _ in range(8):  # new connections, spread over both workers by SO_REUSEPORT
         with tls_connect(port, ctx, session=session) as sock:
             assert request(sock, "/echo").status == 200
             reused.append(sock.session_reused)
     assert all(reused), reused
+    assert tls_counter(gw, "resumed", port) - before == 8  # counted by the workers, for the host
+
+
+def tls_counter(gw: Gateway, name: str, port: int) -> float:
+    """`fastgw_tls_<name>_total` of the listener on `port`, from /metrics (0 before any)."""
+    text = http_get(gw.admin_port, "/metrics").body.decode()
+    prefix, label = f"fastgw_tls_{name}_total{{", f'listener="{LOOPBACK}:{port}"'
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix) and label in line]
+    return values[0] if values else 0.0
 
 
 def test_client_certificates_name_the_consumer(gw: Gateway, ca: trustme.CA, client_ca: trustme.CA) -> None:
@@ -354,13 +364,8 @@ def test_bodies_pipelining_and_broken_clients(gw: Gateway, ca: trustme.CA) -> No
     with tls_connect(port, ctx) as sock:
         assert request(sock, "/echo").status == 200
     # The refused clients are counted, per listener, for the whole host.
-    text = http_get(gw.admin_port, "/metrics").body.decode()
-    listener = f'listener="{LOOPBACK}:{port}"'
-    errors = [line for line in text.splitlines() if line.startswith("fastgw_tls_handshake_errors_total{")
-              and listener in line]
-    assert errors and float(errors[0].rsplit(" ", 1)[1]) >= 2, errors
-    done = [line for line in text.splitlines() if line.startswith("fastgw_tls_handshakes_total{") and listener in line]
-    assert done and float(done[0].rsplit(" ", 1)[1]) >= 2, done
+    assert tls_counter(gw, "handshake_errors", port) >= 2
+    assert tls_counter(gw, "handshakes", port) >= 2
 
 
 def test_a_silent_client_is_dropped_after_the_header_timeout(backend: Backend, certs: dict[str, Any],
