@@ -215,11 +215,14 @@ def proxy_config(
     )
 
 
-def start(name: str, prefix: Path, conf: Path, port: int, workers: int, cpus: tuple[int, ...] | None) -> Server:
+def start(name: str, prefix: Path, conf: Path, port: int, workers: int, cpus: tuple[int, ...] | None,
+          timeout: float = 15.0) -> Server:
+    """nginx listening on `port` with its `workers`; `timeout` is how long its start may take (a
+    config of 100,000 locations takes minutes to parse)."""
     server = Server(
         name,
         taskset(cpus, [binary(), "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]),
         prefix / "stderr.log",
     )
-    server.wait_listening(port, workers + 1, timeout=15)
+    server.wait_listening(port, workers + 1, timeout=timeout)
     return server

@@ -203,7 +203,7 @@ def nginx_point(n: int, tmp: Path, repeats: int) -> dict[str, Any]:
     )
     checks = [timed([nginx.binary(), "-t", "-q", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")])
               for _ in range(repeats)]
-    server = nginx.start("nginx", prefix, conf, port, 1, None)
+    server = nginx.start("nginx", prefix, conf, port, 1, None, timeout=RELOAD_TIMEOUT_S)
     try:
         rss = tree_rss(server.pid)
         reloads = []
