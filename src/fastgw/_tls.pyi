@@ -26,8 +26,8 @@ class TlsListener:
         protocol_factory: Callable[[], asyncio.BaseProtocol],
         loop: asyncio.AbstractEventLoop,
         handshake_timeout: float,
-        count: Callable[[int], object] | None = None,
-        counters: tuple[int, int, int, int] = (0, 0, 0, 0),
+        count: Callable[[int], object],
+        counters: tuple[int, int, int, int],
     ) -> None:
         """`count(counters[k])` once per handshake completed, resumed, failed, timed out."""
     def __call__(self) -> TlsConnection: ...

@@ -261,8 +261,7 @@ cdef class TlsListener:
     cdef object count          # count(i): one more of counter i (the worker's metrics block)
     cdef Py_ssize_t at_handshakes, at_resumed, at_errors, at_timeouts
 
-    def __init__(self, ServerContext context, protocol_factory, loop, double handshake_timeout, count=None,
-                 counters=(0, 0, 0, 0)):
+    def __init__(self, ServerContext context, protocol_factory, loop, double handshake_timeout, count, counters):
         """`count` and `counters`: where handshakes, resumed sessions, failed handshakes and
         handshake timeouts are counted (`count(counters[k])`, once per handshake)."""
         self.context = context
@@ -274,11 +273,10 @@ cdef class TlsListener:
         self.at_handshakes, self.at_resumed, self.at_errors, self.at_timeouts = counters
 
     cdef void counted(self, Py_ssize_t at) noexcept:
-        if self.count is not None:
-            try:
-                self.count(at)
-            except Exception:
-                pass  # a counter is never worth a connection
+        try:
+            self.count(at)
+        except Exception:
+            pass  # a counter is never worth a connection
 
     def __call__(self):
         return TlsConnection(self)
@@ -398,7 +396,7 @@ cdef class TlsConnection:
         if SSL_session_reused(self.ssl):
             listener.counted(listener.at_resumed)
         self.flush()  # the server's Finished or its session tickets
-        app = self.listener.protocol_factory()
+        app = listener.protocol_factory()
         self.app = app
         app.connection_made(self)
         return not self.closing
@@ -419,20 +417,19 @@ cdef class TlsConnection:
                     break
                 filled += n
             if n <= 0:
-                err = SSL_get_error(self.ssl, n)
-                if err != SSL_ERROR_WANT_READ and err != SSL_ERROR_ZERO_RETURN:
-                    if filled:
-                        self.app.data_received(PyBytes_FromStringAndSize(buf, filled))
-                    self.fail()
-                    return 0
+                err = SSL_get_error(self.ssl, n)  # before the HTTP protocol runs more SSL calls
             if filled:
                 self.app.data_received(PyBytes_FromStringAndSize(buf, filled))
-            if n <= 0:
+            if n > 0:
+                continue                         # the chunk filled up: more may be waiting
+            if err != SSL_ERROR_WANT_READ and err != SSL_ERROR_ZERO_RETURN:
+                self.fail()
+            else:
                 if self.ssl is not NULL:
                     self.flush()  # what reading made OpenSSL send (a key update's answer)
                 if err == SSL_ERROR_ZERO_RETURN:
                     self.end_of_requests()  # the client's close_notify
-                return 0
+            return 0
         return 0
 
     cdef int end_of_requests(self) except -1:
@@ -484,8 +481,8 @@ cdef class TlsConnection:
 
     def _resume(self):
         self.read_scheduled = False
-        if not self.paused and not self.closing and self.ssl is not NULL and self.app is not None:
-            self.read()
+        if self.app is not None:
+            self.read()  # which stops at once if reading was paused again or the connection closed
 
     # the HTTP protocol's transport
 

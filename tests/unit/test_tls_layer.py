@@ -247,18 +247,14 @@ def test_client_close_notify_then_eof_tells_the_app_once(certs: dict[str, tuple[
     assert pair2.app.events == ["made", "eof"] and pair2.tcp.closed
 
 
-def test_not_tls_is_closed_without_an_app(certs: dict[str, tuple[str, str]]) -> None:
-    counts: list[int] = []
-    listener = TlsListener(ServerContext([(*certs["a.example"], ())]), App, FakeLoop(), 10.0, counts.append, COUNTERS)
-    conn = listener()
-    tcp = FakeTransport()
-    conn.connection_made(tcp)
-    conn.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert tcp.closed
-    assert listener.handshaking == 0
-    conn.data_received(b"more")  # ignored once failed
-    conn.connection_lost(None)
-    assert counts == [ERRORS]
+def test_not_tls_is_closed_without_an_app(certs: dict[str, tuple[str, str]], ca: trustme.CA) -> None:
+    pair = Pair(ServerContext([(*certs["a.example"], ())]), client_context(ca))
+    pair.conn.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert pair.tcp.closed
+    assert pair.listener.handshaking == 0
+    pair.conn.data_received(b"more")  # ignored once failed
+    pair.conn.connection_lost(None)
+    assert pair.apps == [] and pair.counts == [ERRORS]
 
 
 def test_old_protocol_versions_are_refused(certs: dict[str, tuple[str, str]], ca: trustme.CA) -> None:
@@ -271,16 +267,12 @@ def test_old_protocol_versions_are_refused(certs: dict[str, tuple[str, str]], ca
     assert pair.counts == [ERRORS]
 
 
-def test_stalled_handshakes_expire(certs: dict[str, tuple[str, str]]) -> None:
-    counts: list[int] = []
-    listener = TlsListener(ServerContext([(*certs["a.example"], ())]), App, FakeLoop(), 0.0, counts.append, COUNTERS)
-    conn = listener()
-    tcp = FakeTransport()
-    conn.connection_made(tcp)
-    assert listener.handshaking == 1
-    listener.expire()
-    assert tcp.aborted and listener.handshaking == 0
-    assert counts == [TIMEOUTS]
+def test_stalled_handshakes_expire(certs: dict[str, tuple[str, str]], ca: trustme.CA) -> None:
+    pair = Pair(ServerContext([(*certs["a.example"], ())]), client_context(ca), timeout=0.0)
+    assert pair.listener.handshaking == 1
+    pair.listener.expire()
+    assert pair.tcp.aborted and pair.listener.handshaking == 0
+    assert pair.counts == [TIMEOUTS]
 
 
 def test_client_certificate(certs: dict[str, tuple[str, str]], ca: trustme.CA, tmp_path: Path) -> None:

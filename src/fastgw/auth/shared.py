@@ -71,10 +71,11 @@ def url_sources(auth: Mapping[str, AuthSpec]) -> list[UrlSource]:
     found: dict[SourceKey, UrlSource] = {}
     for spec in auth.values():
         if isinstance(spec, JwtAuth) and spec.jwks_url is not None:
-            old = found.get(source_key(spec))
+            key = source_key(spec)
+            old = found.get(key)
             refresh = spec.jwks_refresh if old is None else min(old.refresh, spec.jwks_refresh)
             timeout = spec.jwks_timeout if old is None else min(old.timeout, spec.jwks_timeout)
-            found[source_key(spec)] = UrlSource(spec.jwks_url, refresh, timeout, spec.jwks_ca)
+            found[key] = UrlSource(spec.jwks_url, refresh, timeout, spec.jwks_ca)
     return list(found.values())
 
 

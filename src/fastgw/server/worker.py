@@ -122,7 +122,8 @@ class Worker:
             if context is not None:
                 # TLS in front of the HTTP protocol, which it makes once the handshake is done.
                 i = tls_index[str(address)]
-                counters = tuple(TLS_STATS.at(name, i) for name in TLS_STATS.counters)
+                counters = tuple(TLS_STATS.at(name, i)
+                                 for name in ("handshakes", "resumed", "handshake_errors", "handshake_timeouts"))
                 tls = TlsListener(context, factory, loop, rt.header_timeout, tls_stats.inc, counters)
                 self.tls_listeners.append(tls)
                 rt.every(TICK, tls.expire)
